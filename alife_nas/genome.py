@@ -180,7 +180,7 @@ def parse_tuple_form(text: str) -> tuple[str | None, float | None, Genome]:
         if not isinstance(name_v, str):
             raise GenomeParseError(f"tuple form: the name (first field) must be a string, got {name_v!r}")
         try:
-            score = float(score_v)
+            score = None if score_v in ("", None) else float(score_v)
         except (TypeError, ValueError):
             raise GenomeParseError(f"tuple form: the score (second field) must be a number, got {score_v!r}") from None
         name = name_v

@@ -1,0 +1,131 @@
+"""The L×L world: one genome and its fitness per cell, square neighbourhoods, torus or bounded."""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from alife_nas.genome import Genome, parse_genome
+
+__all__ = ["Cell", "Lattice"]
+
+Cell = tuple[int, int]
+
+
+class Lattice:
+    """An L×L grid of (genome, fitness, age) cells.
+
+    ``age`` is the step at which a cell was last written (0 = initialisation); pictures use it.
+    The neighbourhood of a cell is the (2d+1)×(2d+1) square around it minus the cell itself;
+    on a torus the edges wrap, on a bounded grid the square is clipped.
+    """
+
+    def __init__(self, size: int, radius: int = 1, torus: bool = True) -> None:
+        if size < 2:
+            raise ValueError(f"lattice size must be at least 2, got {size}")
+        if radius < 1:
+            raise ValueError(f"neighbourhood radius must be at least 1, got {radius}")
+        self.size = size
+        self.radius = radius
+        self.torus = torus
+        self.genomes: list[list[Genome | None]] = [[None] * size for _ in range(size)]
+        self.fitness = np.zeros((size, size), dtype=float)
+        self.age = np.zeros((size, size), dtype=int)
+
+    # --- cells ---------------------------------------------------------------------------
+    def cells(self) -> Iterator[Cell]:
+        """All cells in row-major order (the order initialisation fills them)."""
+        for r in range(self.size):
+            for c in range(self.size):
+                yield (r, c)
+
+    def genome(self, cell: Cell) -> Genome:
+        genome = self.genomes[cell[0]][cell[1]]
+        if genome is None:
+            raise ValueError(f"cell {cell} is empty")
+        return genome
+
+    def set(self, cell: Cell, genome: Genome, fitness: float, step: int) -> None:
+        r, c = cell
+        self.genomes[r][c] = genome
+        self.fitness[r, c] = fitness
+        self.age[r, c] = step
+
+    def neighbours(self, cell: Cell) -> list[Cell]:
+        """The cell's neighbourhood in row-major order, without the cell and without repeats.
+
+        Repeats happen on a small torus where the square wraps onto itself (e.g. L=3, d=2).
+        """
+        r0, c0 = cell
+        seen: list[Cell] = []
+        for dr in range(-self.radius, self.radius + 1):
+            for dc in range(-self.radius, self.radius + 1):
+                r, c = r0 + dr, c0 + dc
+                if self.torus:
+                    r, c = r % self.size, c % self.size
+                elif not (0 <= r < self.size and 0 <= c < self.size):
+                    continue
+                if (r, c) != (r0, c0) and (r, c) not in seen:
+                    seen.append((r, c))
+        return sorted(seen)
+
+    # --- selection -----------------------------------------------------------------------
+    def pick_master(self, rng: np.random.Generator, mode: str = "uniform") -> Cell:
+        """s1: uniform over all cells, or proportional to fitness (uniform if all are 0)."""
+        n = self.size * self.size
+        if mode == "uniform":
+            index = int(rng.integers(n))
+        elif mode == "proportional":
+            weights = np.clip(self.fitness.ravel(), 0.0, None)
+            total = weights.sum()
+            index = int(rng.choice(n, p=weights / total)) if total > 0 else int(rng.integers(n))
+        else:
+            raise ValueError(f"unknown master selection {mode!r}; expected 'uniform' or 'proportional'")
+        return divmod(index, self.size)
+
+    def pick_partner(self, rng: np.random.Generator, master: Cell) -> Cell:
+        """s2: uniform over s1's neighbourhood."""
+        hood = self.neighbours(master)
+        return hood[int(rng.integers(len(hood)))]
+
+    def weakest_neighbours(
+        self, rng: np.random.Generator, master: Cell, exclude: Sequence[Cell], k: int = 2
+    ) -> list[Cell]:
+        """The k lowest-fitness cells of ``master``'s neighbourhood minus ``exclude``.
+
+        Ties are broken at random: one uniform key per candidate cell is drawn, always, so the
+        number of draws does not depend on the fitness values. Weakest first.
+        """
+        pool = [cell for cell in self.neighbours(master) if cell not in exclude]
+        keys = rng.random(len(pool))
+        order = sorted(range(len(pool)), key=lambda i: (self.fitness[pool[i]], keys[i]))
+        return [pool[i] for i in order[:k]]
+
+    # --- summaries and persistence --------------------------------------------------------
+    def best(self) -> tuple[Cell, Genome, float]:
+        """The fittest cell (first in row-major order on ties)."""
+        index = int(np.argmax(self.fitness))
+        cell = divmod(index, self.size)
+        return cell, self.genome(cell), float(self.fitness[cell])
+
+    def to_dict(self) -> dict:
+        """JSON-safe snapshot: genomes as compact text, fitness, age and geometry."""
+        return {
+            "size": self.size,
+            "radius": self.radius,
+            "torus": self.torus,
+            "genomes": [[None if g is None else str(g) for g in row] for row in self.genomes],
+            "fitness": self.fitness.tolist(),
+            "age": self.age.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Lattice":
+        lattice = cls(int(data["size"]), int(data["radius"]), bool(data["torus"]))
+        lattice.genomes = [[None if g is None else parse_genome(g) for g in row] for row in data["genomes"]]
+        lattice.fitness = np.array(data["fitness"], dtype=float)
+        lattice.age = np.array(data["age"], dtype=int)
+        return lattice
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Lattice) and self.to_dict() == other.to_dict()

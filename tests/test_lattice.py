@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+
+from alife_nas.genome import parse_genome
+from alife_nas.lattice import Lattice
+
+
+def filled(size, radius=1, torus=True, fitness=None):
+    lat = Lattice(size, radius, torus)
+    for i, cell in enumerate(lat.cells()):
+        lat.set(cell, parse_genome(str(16 * (i + 1))), 0.0 if fitness is None else fitness[cell], 0)
+    return lat
+
+
+def test_torus_radius1_wraps_at_corner():
+    lat = Lattice(5, 1, torus=True)
+    assert lat.neighbours((0, 0)) == sorted([(4, 4), (4, 0), (4, 1), (0, 4), (0, 1), (1, 4), (1, 0), (1, 1)])
+    assert len(lat.neighbours((2, 2))) == 8 and (2, 2) not in lat.neighbours((2, 2))
+
+
+def test_bounded_radius1_clips_at_corner_and_edge():
+    lat = Lattice(5, 1, torus=False)
+    assert lat.neighbours((0, 0)) == [(0, 1), (1, 0), (1, 1)]
+    assert lat.neighbours((0, 2)) == [(0, 1), (0, 3), (1, 1), (1, 2), (1, 3)]
+    assert lat.neighbours((4, 4)) == [(3, 3), (3, 4), (4, 3)]
+    assert len(lat.neighbours((2, 2))) == 8
+
+
+@pytest.mark.parametrize("torus, cell, expected", [
+    (True, (0, 0), 24), (True, (3, 3), 24), (False, (0, 0), 8), (False, (0, 3), 14), (False, (1, 1), 15),
+    (False, (3, 3), 24),
+])
+def test_radius2_counts(torus, cell, expected):
+    assert len(Lattice(7, 2, torus).neighbours(cell)) == expected
+
+
+def test_radius2_torus_corner_contents():
+    hood = set(Lattice(7, 2, True).neighbours((0, 0)))
+    assert (5, 5) in hood and (2, 2) in hood and (6, 1) in hood and (0, 0) not in hood and (3, 0) not in hood
+
+
+def test_small_torus_has_no_repeats():
+    hood = Lattice(3, 2, True).neighbours((1, 1))
+    assert len(hood) == len(set(hood)) == 8
+
+
+def test_weakest_excludes_master_and_partner_and_breaks_ties_at_random():
+    fit = np.full((5, 5), 0.5)
+    fit[1, 1] = 0.1  # weakest, but it is the partner
+    fit[1, 2] = 0.2
+    lat = filled(5, fitness=fit)
+    rng = np.random.default_rng(0)
+    seconds = set()
+    for _ in range(200):
+        first, second = lat.weakest_neighbours(rng, (2, 2), exclude=[(2, 2), (1, 1)])
+        assert first == (1, 2)
+        assert second not in {(2, 2), (1, 1), (1, 2)}
+        seconds.add(second)
+    assert len(seconds) == 6  # every other tied neighbour gets picked sometimes
+
+
+def test_weakest_with_too_few_cells():
+    lat = filled(2, torus=False)
+    assert len(lat.weakest_neighbours(np.random.default_rng(0), (0, 0), exclude=[(0, 0), (0, 1)])) == 2
+    lat3 = filled(3, torus=False)
+    got = lat3.weakest_neighbours(np.random.default_rng(0), (0, 0), exclude=[(0, 0), (0, 1), (1, 0)])
+    assert got == [(1, 1)]
+
+
+def test_master_selection_uniform_and_proportional():
+    fit = np.zeros((3, 3))
+    fit[2, 1] = 1.0
+    lat = filled(3, fitness=fit)
+    rng = np.random.default_rng(3)
+    assert {lat.pick_master(rng, "proportional") for _ in range(50)} == {(2, 1)}
+    assert len({lat.pick_master(rng, "uniform") for _ in range(300)}) == 9
+    zero = filled(3)
+    assert len({zero.pick_master(rng, "proportional") for _ in range(300)}) == 9  # all zero -> uniform
+    with pytest.raises(ValueError):
+        lat.pick_master(rng, "best")
+
+
+def test_partner_is_a_neighbour():
+    lat = filled(5, torus=False)
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        master = lat.pick_master(rng)
+        assert lat.pick_partner(rng, master) in lat.neighbours(master)
+
+
+def test_round_trip_and_best():
+    fit = np.arange(16, dtype=float).reshape(4, 4) / 16
+    lat = filled(4, radius=2, torus=False, fitness=fit)
+    lat.age[1, 1] = 7
+    again = Lattice.from_dict(lat.to_dict())
+    assert again == lat and again.age[1, 1] == 7
+    assert lat.best()[0] == (3, 3)
+
+
+def test_bad_geometry():
+    with pytest.raises(ValueError):
+        Lattice(1)
+    with pytest.raises(ValueError):
+        Lattice(3, radius=0)

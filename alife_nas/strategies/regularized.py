@@ -1,0 +1,115 @@
+"""Regularized (aging) evolution with Large-Scale Evolution's mutations that fit our genome.
+
+Population of P genomes, oldest first. Each step samples T members uniformly without
+replacement, mutates the fittest of the sample once, scores the child, appends it and removes
+the oldest member (Real et al. 2019). The mutations are the layer edits of Large-Scale
+Evolution that make sense for a plain conv/pool sequence: change a filter count, insert or
+remove a conv, insert or remove a max-pool. The population starts like the lattice does
+(one-layer genomes, 70% ``f`` / 30% ``f-M``), so both methods begin from the same place.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from alife_nas.evolution import EvalRequest, Evaluator
+from alife_nas.genome import Genome, parse_genome
+from alife_nas.operators import (
+    insert_conv,
+    insert_pool,
+    mutate_filter,
+    random_initial_genome,
+    remove_conv,
+    remove_pool,
+)
+
+MUTATIONS: tuple[str, ...] = ("filter", "insert-conv", "remove-conv", "insert-pool", "remove-pool")
+
+
+def mutate_structure(rng: np.random.Generator, genome: Genome, filters: tuple[int, ...]) -> tuple[Genome, str]:
+    """Apply one uniformly drawn mutation that changes ``genome``; returns (child, mutation name).
+
+    Mutations that cannot apply (no pool to remove, a max-pool picked for a filter change, ...)
+    are redrawn, so the child always differs from its parent.
+    """
+    while True:
+        name = MUTATIONS[int(rng.integers(len(MUTATIONS)))]
+        if name == "filter":
+            child: Genome | None = mutate_filter(rng, genome, filters)[0]
+        elif name == "insert-conv":
+            child = insert_conv(rng, genome, filters)
+        elif name == "remove-conv":
+            child = remove_conv(rng, genome)
+        elif name == "insert-pool":
+            child = insert_pool(rng, genome)
+        else:
+            child = remove_pool(rng, genome)
+        if child is not None and child != genome:
+            return child, name
+
+
+class RegularizedEvolution:
+    """Aging evolution; population size and tournament size are options."""
+
+    name: ClassVar[str] = "regularized"
+
+    def __init__(self, filters: tuple[int, ...], population: int = 20, tournament: int = 5) -> None:
+        if not 1 <= tournament <= population:
+            raise ValueError(f"tournament size must be in 1..population ({population}), got {tournament}")
+        self.filters = tuple(filters)
+        self.size = population
+        self.tournament = tournament
+        self.population: list[tuple[str, float]] = []  # oldest first
+        self.best_genome: str | None = None
+        self.best_fitness = 0.0
+
+    @classmethod
+    def from_run_config(cls, config) -> "RegularizedEvolution":
+        return cls(tuple(config.filters), config.population, config.tournament)
+
+    def _remember(self, genome: Genome, fitness: float) -> None:
+        if self.best_genome is None or fitness > self.best_fitness:
+            self.best_genome, self.best_fitness = str(genome), float(fitness)
+
+    def initialize(self, rng: np.random.Generator, evaluate: Evaluator) -> dict:
+        genomes = [random_initial_genome(rng, self.filters) for _ in range(self.size)]
+        scores = evaluate(0, [EvalRequest(g, i, "init") for i, g in enumerate(genomes)])
+        for g, f in zip(genomes, scores):
+            self.population.append((str(g), float(f)))
+            self._remember(g, float(f))
+        return {"step": 0, "outcome": "init", "max_c": float(max(scores)), "candidates": [
+            {"operator": "init", "genome": str(g), "fitness": float(f)} for g, f in zip(genomes, scores)]}
+
+    def step(self, rng: np.random.Generator, evaluate: Evaluator, step: int) -> dict:
+        sample = rng.choice(len(self.population), size=self.tournament, replace=False)
+        parent_index = max(sample, key=lambda i: (self.population[i][1], -i))  # fittest; older on ties
+        parent, parent_fitness = parse_genome(self.population[parent_index][0]), self.population[parent_index][1]
+        child, mutation = mutate_structure(rng, parent, self.filters)
+        (fitness,) = evaluate(step, [EvalRequest(child, 0, f"mutate-{mutation}", (str(parent),))])
+        removed = self.population.pop(0)
+        self.population.append((str(child), float(fitness)))
+        self._remember(child, float(fitness))
+        return {
+            "step": step, "outcome": "aged", "parent": str(parent), "parent_fitness": parent_fitness,
+            "mutation": mutation, "removed": {"genome": removed[0], "fitness": removed[1]},
+            "candidates": [{"operator": f"mutate-{mutation}", "genome": str(child), "fitness": float(fitness)}],
+            "max_c": float(fitness), "sample": [int(i) for i in sample],
+        }
+
+    def state(self) -> dict:
+        return {"population": [list(p) for p in self.population], "best_genome": self.best_genome,
+                "best_fitness": self.best_fitness}
+
+    def load_state(self, state: dict) -> None:
+        self.population = [(g, float(f)) for g, f in state["population"]]
+        self.best_genome, self.best_fitness = state["best_genome"], state["best_fitness"]
+
+    def lattice_snapshot(self) -> dict | None:
+        return None
+
+    def population_fitness(self) -> list[float]:
+        return [f for _, f in self.population]
+
+    def best(self) -> tuple[str, float]:
+        return str(self.best_genome), self.best_fitness

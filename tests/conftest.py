@@ -1,0 +1,21 @@
+import hashlib
+
+import pytest
+
+
+def fake_score(genome, seed):
+    """Cheap deterministic 'training': depends on the genome (and a little on the seed)."""
+    h = int(hashlib.sha256(str(genome).encode()).hexdigest()[:6], 16) / 16**6
+    fitness = min(0.99, 0.3 + 0.04 * min(len(genome), 12) + 0.1 * h + (seed % 97) / 1e5)
+    return {"genome": str(genome), "fitness": fitness, "params": 1000 * len(genome), "flops": 9000 * len(genome),
+            "epochs": 3, "best_epoch": 2, "train_time": 0.001}
+
+
+@pytest.fixture
+def score():
+    return fake_score
+
+
+def tree_state(path):
+    """Every file under path with its bytes: to prove a refused command changed nothing."""
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}

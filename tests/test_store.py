@@ -1,0 +1,116 @@
+import sqlite3
+
+import pytest
+from conftest import tree_state
+
+from alife_nas.run import Run, RunConfig
+from alife_nas.store import DB_NAME, SCHEMA_VERSION, RunStore, RunStoreError
+
+
+@pytest.fixture
+def run_dir(tmp_path, score):
+    run = Run.create(str(tmp_path / "run"), RunConfig(lattice=3, steps=3), score)
+    run.advance()
+    run.store.close()
+    return tmp_path / "run"
+
+
+def test_round_trip_of_a_run(run_dir):
+    with RunStore.open(run_dir) as store:
+        assert store.config["lattice"] == 3
+        assert store.steps_done == 3 and store.initialized
+        rows = store.step_rows()
+        assert [r["step"] for r in rows] == [0, 1, 2, 3]
+        assert rows[0]["lattice"]["size"] == 3 and rows[0]["record"]["outcome"] == "init"
+        evals = store.evaluations()
+        assert [e["order"] for e in evals] == list(range(1, len(evals) + 1))
+        assert sum(r["trainings"] for r in rows) == len(evals) == store.totals()["trainings"]
+        first = evals[0]
+        assert first["step"] == 0 and first["operator"] == "init" and first["position"] == [0, 0]
+        assert store.lookup(f"{store.settings_hash}:{first['genome']}")["order"] == 1
+        mode = store._conn.execute("PRAGMA journal_mode").fetchone()[0]
+        assert mode == "wal"
+
+
+def test_create_refuses_existing_run(run_dir):
+    before = tree_state(run_dir)
+    with pytest.raises(RunStoreError, match="already holds a run"):
+        RunStore.create(run_dir, {}, "x")
+    assert tree_state(run_dir) == before
+
+
+def refused(path, match):
+    before = tree_state(path)
+    with pytest.raises(RunStoreError, match=match) as info:
+        RunStore.open(path)
+    assert "\n" not in str(info.value)
+    assert tree_state(path) == before
+
+
+def test_not_a_run_directory(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    refused(tmp_path, "not an alife_nas run directory")
+    with pytest.raises(RunStoreError, match="not a directory"):
+        RunStore.open(tmp_path / "missing")
+
+
+def test_foreign_sqlite_file(tmp_path):
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    conn.execute("CREATE TABLE people (name TEXT)")
+    conn.commit()
+    conn.close()
+    refused(tmp_path, "not an alife_nas run")
+
+
+def test_foreign_meta_table(tmp_path):
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    conn.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+    conn.execute("INSERT INTO meta VALUES ('tool', 'other')")
+    conn.commit()
+    conn.close()
+    refused(tmp_path, "not an alife_nas run")
+
+
+def test_garbage_file(tmp_path):
+    (tmp_path / DB_NAME).write_bytes(b"this is not a database at all" * 100)
+    refused(tmp_path, "not a readable alife_nas run database")
+
+
+def test_truncated_database(run_dir):
+    with RunStore.open(run_dir) as store:  # fold the WAL into the main file first
+        store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db = run_dir / DB_NAME
+    data = db.read_bytes()
+    db.write_bytes(data[: len(data) // 2])
+    for side in run_dir.glob(DB_NAME + "-*"):
+        side.unlink()
+    refused(run_dir, "corrupted|not a readable")
+
+
+def test_corrupted_pages(run_dir):
+    with RunStore.open(run_dir) as store:
+        store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db = run_dir / DB_NAME
+    data = bytearray(db.read_bytes())
+    for i in range(4096, len(data), 97):  # scribble over every page but the header page
+        data[i] = (data[i] + 91) % 256
+    db.write_bytes(bytes(data))
+    refused(run_dir, "corrupted|not a readable|damaged")
+
+
+def test_newer_schema(run_dir):
+    with RunStore.open(run_dir) as store:
+        store._conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+        store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    refused(run_dir, "newer than this alife_nas")
+
+
+def test_events_and_config_update(run_dir):
+    with RunStore.open(run_dir) as store:
+        config = store.config
+        config["steps"] = 10
+        store.update_config(config)
+        store.log_event("resume", "steps: 3 -> 10")
+    with RunStore.open(run_dir) as store:
+        assert store.config["steps"] == 10
+        assert store.events()[-1]["message"] == "steps: 3 -> 10"

@@ -1,0 +1,671 @@
+"""Pictures of a run: lattice heatmaps (one PNG per step and an animated GIF) and fitness curves.
+
+The ``plot_*`` functions work on plain data (numpy arrays, lists), take an optional matplotlib
+``ax`` and return the :class:`~matplotlib.figure.Figure`; they never touch pyplot's global state,
+so they work headless and inside other programs. The ``render_*`` functions read a run store and
+write files. This module is the only place that imports matplotlib; the core never imports it.
+"""
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)  # headless; a no-op if the caller already chose a backend
+
+import numpy as np
+from matplotlib import colors as mcolors
+from matplotlib import patheffects
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+from matplotlib.path import Path as MplPath
+from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+__all__ = [
+    "METRICS",
+    "LatticePlot",
+    "plot_lattice",
+    "plot_fitness_curves",
+    "plot_best_vs_trainings",
+    "lattice_values",
+    "lattice_series",
+    "render_heatmaps",
+    "render_curves",
+    "compact_number",
+    "best_so_far",
+]
+
+#: Metrics a heatmap can show, with their colorbar labels.
+METRICS: dict[str, str] = {
+    "fitness": "fitness (validation accuracy)",
+    "depth": "depth (number of conv layers)",
+    "params": "parameters",
+    "age": "age (steps since the cell was last written)",
+}
+
+MASTER_COLOR = "#e6194b"  # red: the step's master s1
+PARTNER_COLOR = "#ff8c00"  # orange: the step's partner s2
+UNDER_COLOR = "#3b3b3b"  # failed candidates (fitness 0, below the scale)
+BAD_COLOR = "#d9d9d9"  # missing values
+
+DEFAULT_ANNOTATE_MAX_L = 12
+#: Colour maps per metric: perceptually uniform, none using the red/orange of the markers.
+_CMAPS = {"fitness": "viridis", "depth": "viridis", "params": "viridis", "age": "cividis_r"}
+_PARTNER_STYLE = (0, (2.5, 1.2))
+_MEDIANCUT = 0  # PIL.Image.Quantize.MEDIANCUT
+_NO_DITHER = 0  # PIL.Image.Dither.NONE
+_CORNER_MARKER = MplPath([(-1, 1), (1, 1), (1, -1), (-1, 1)], closed=True)  # legend twin of the corner flag
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------------------------
+def compact_number(value: float) -> str:
+    """Write a count briefly (``950``, ``12k``, ``1.3M``) so it fits in a lattice cell."""
+    if value is None or not math.isfinite(value):
+        return ""
+    v = abs(value)
+    sign = "-" if value < 0 else ""
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if v >= limit:
+            q = v / limit
+            return f"{sign}{q:.1f}{suffix}" if q < 10 else f"{sign}{q:.0f}{suffix}"
+    return f"{sign}{v:.0f}"
+
+
+def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.figure, ax
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _luminance(rgba: Sequence[float]) -> float:
+    """Relative luminance (WCAG) of an RGB colour in 0..1, to pick black or white text."""
+
+    def lin(c: float) -> float:
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (lin(float(c)) for c in rgba[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _default_formatter(values: np.ndarray, log: bool) -> Callable[[float], str]:
+    finite = values[np.isfinite(values)]
+    if log or (finite.size and np.nanmax(np.abs(finite)) >= 1000):
+        return compact_number
+    if finite.size and np.all(np.equal(np.mod(finite, 1), 0)):
+        return lambda v: f"{v:.0f}"
+    if finite.size and np.nanmax(np.abs(finite)) <= 1.0:
+        # accuracies: ".927" reads faster than "0.927" and fits small cells
+        return lambda v: f"{v:.3f}"[1:] if 0 <= v < 1 else f"{v:.2f}"
+    return lambda v: f"{v:.3g}"
+
+
+def _as_formatter(fmt: str | Callable[[float], str] | None, values: np.ndarray, log: bool) -> Callable[[float], str]:
+    if fmt is None:
+        return _default_formatter(values, log)
+    if callable(fmt):
+        return fmt
+    if "{" in fmt:
+        return lambda v: fmt.format(v)
+    return lambda v: format(v, fmt)
+
+
+# --------------------------------------------------------------------------------------------
+# plain-data plots
+# --------------------------------------------------------------------------------------------
+class LatticePlot:
+    """A lattice heatmap whose values, title and markers can be redrawn in place.
+
+    Building the figure (image, grid, colorbar, one text per cell) is most of the cost of a
+    picture; an animation builds it once and calls :meth:`update` per frame. ``scale_values``
+    (any array, e.g. every frame of a run) sets the colour range, the number format and whether
+    the colorbar shows a "below the scale" arrow, unless ``vmin``/``vmax``/``fmt`` are given.
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        ax: Axes | None = None,
+        *,
+        scale_values: Any = None,
+        cmap: str | mcolors.Colormap = "viridis",
+        vmin: float | None = None,
+        vmax: float | None = None,
+        label: str | None = None,
+        annotate: bool | None = None,
+        fmt: str | Callable[[float], str] | None = None,
+        colorbar: bool = True,
+        log: bool = False,
+        fail_below: float | None = None,
+    ) -> None:
+        rows, cols = int(shape[0]), int(shape[1])
+        self.shape = (rows, cols)
+        size = max(rows, cols)
+        self.fig, self.ax = fig, ax = _new_axes(ax, (6.4, 5.6))
+        self.log = log
+        self.fail_below = fail_below
+
+        sample = np.asarray(scale_values if scale_values is not None else np.full(shape, np.nan), dtype=float)
+        finite = sample[np.isfinite(sample)]
+        if log:
+            finite = finite[finite > 0]
+        lo = float(np.min(finite)) if vmin is None and finite.size else vmin
+        hi = float(np.max(finite)) if vmax is None and finite.size else vmax
+        if lo is None or hi is None:
+            lo, hi = (1.0, 10.0) if log else (0.0, 1.0)
+        if fail_below is not None and vmin is None and finite.size:
+            ok = finite[finite >= fail_below]
+            if ok.size:
+                lo = float(np.min(ok))
+        if hi <= lo:  # a flat lattice: widen so the colour is mid-scale, not an edge
+            pad = abs(lo) * 0.05 or 0.5
+            lo, hi = lo - pad, hi + pad
+            if log and lo <= 0:
+                lo = hi / 10
+        self.lo, self.hi = lo, hi
+        self.norm: mcolors.Normalize = mcolors.LogNorm(lo, hi) if log else mcolors.Normalize(lo, hi)
+        base = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap
+        self.cmap = base.with_extremes(under=UNDER_COLOR, bad=BAD_COLOR)
+        self.image = ax.imshow(
+            np.ma.masked_all(self.shape), cmap=self.cmap, norm=self.norm, interpolation="nearest",
+            origin="upper", aspect="equal",
+        )
+
+        # cell grid; ticks every cell (fewer on large lattices)
+        ax.set_xticks(np.arange(-0.5, cols, 1), minor=True)
+        ax.set_yticks(np.arange(-0.5, rows, 1), minor=True)
+        ax.grid(which="minor", color="white", linewidth=0.6 if size <= 20 else 0.0)
+        ax.tick_params(which="minor", length=0)
+        tick_step = 1 if size <= 16 else int(math.ceil(size / 12))
+        ax.set_xticks(np.arange(0, cols, tick_step))
+        ax.set_yticks(np.arange(0, rows, tick_step))
+        ax.tick_params(which="major", labelsize=9 if size <= 10 else 7, length=2)
+        ax.set_xlabel("column", fontsize=9)
+        ax.set_ylabel("row", fontsize=9)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+
+        if annotate is None:
+            annotate = size <= DEFAULT_ANNOTATE_MAX_L
+        self.text_of = _as_formatter(fmt, finite if finite.size else sample, log)
+        self.texts: list[list[Any]] = []
+        if annotate:
+            fontsize = float(np.clip(64.0 / size, 5.0, 10.0))
+            for r in range(rows):
+                line = []
+                for c in range(cols):
+                    txt = ax.text(c, r, "", ha="center", va="center", fontsize=fontsize)
+                    txt.set_in_layout(False)  # inside its cell: nothing to lay out (and much faster)
+                    line.append(txt)
+                self.texts.append(line)
+
+        self.lw = 2.6 if size <= 10 else 2.0
+        # a dark halo keeps the red/orange outlines visible on yellow (high) and purple (low) cells alike
+        self.halo = [patheffects.Stroke(linewidth=self.lw + 1.8, foreground="#1a1a1a"), patheffects.Normal()]
+        self.markers: dict[str, Rectangle] = {}
+        for name, colour, style in (("partner", PARTNER_COLOR, _PARTNER_STYLE), ("master", MASTER_COLOR, "solid")):
+            inset = 0.06
+            patch = Rectangle(
+                (0, 0), 1 - 2 * inset, 1 - 2 * inset, fill=False, edgecolor=colour, linewidth=self.lw,
+                linestyle=style, zorder=4, path_effects=self.halo, visible=False,
+            )
+            ax.add_patch(patch)
+            self.markers[name] = patch
+        self.flags: list[Any] = []
+        self.legend_offset = -0.10 if size <= 10 else -0.08
+
+        if colorbar:
+            below = finite.size > 0 and float(np.min(finite)) < lo and not log
+            cbar = fig.colorbar(self.image, ax=ax, shrink=0.9, pad=0.02, extend="min" if below else "neither")
+            if label:
+                cbar.set_label(label, fontsize=9)
+            cbar.ax.tick_params(labelsize=8)
+            if not log and finite.size and np.all(np.equal(np.mod(finite, 1), 0)):
+                cbar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            if log or hi >= 1000:
+                cbar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: compact_number(v)))
+                if log:
+                    cbar.ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
+
+    def update(
+        self,
+        values: Any,
+        *,
+        title: str | None = None,
+        master: Sequence[int] | None = None,
+        partner: Sequence[int] | None = None,
+        changed: Iterable[Sequence[int]] | None = None,
+    ) -> Figure:
+        """Show ``values`` (same shape) with this title and markers; returns the figure."""
+        data = np.asarray(values, dtype=float)
+        if data.shape != self.shape:
+            raise ValueError(f"lattice values must have shape {self.shape}, got {data.shape}")
+        shown = np.ma.masked_invalid(data)
+        if self.log:
+            shown = np.ma.masked_where(~(data > 0), shown)
+        self.image.set_data(shown)
+        ax = self.ax
+        ax.set_title(title or "", fontsize=10.5)
+
+        for r, line in enumerate(self.texts):
+            for c, txt in enumerate(line):
+                v = data[r, c]
+                if not math.isfinite(v):
+                    txt.set_text("")
+                    continue
+                if self.log and v <= 0:
+                    rgba: Sequence[float] = mcolors.to_rgba(BAD_COLOR)
+                elif v < self.lo:
+                    rgba = mcolors.to_rgba(UNDER_COLOR)
+                else:
+                    rgba = self.cmap(self.norm(v))
+                failed = self.fail_below is not None and v < self.fail_below
+                txt.set_text("fail" if failed else self.text_of(v))
+                txt.set_color("black" if _luminance(rgba) > 0.30 else "white")
+
+        handles = []
+        for name, cell in (("partner", partner), ("master", master)):
+            patch = self.markers[name]
+            patch.set_visible(cell is not None)
+            if cell is None:
+                continue
+            r, c = int(cell[0]), int(cell[1])
+            patch.set_xy((c - 0.5 + 0.06, r - 0.5 + 0.06))
+            handles.append(
+                Line2D([], [], color=patch.get_edgecolor(), linewidth=self.lw, linestyle=patch.get_linestyle(),
+                       label=f"{name} ({r}, {c})", path_effects=self.halo)
+            )
+        for flag in self.flags:
+            flag.remove()
+        self.flags = []
+        for r, c in (tuple(int(x) for x in cell) for cell in (changed or [])):
+            # a small white corner flag on cells written this step, outlined so it shows on light cells
+            x1, y0 = c + 0.5 - 0.04, r - 0.5 + 0.04
+            self.flags += ax.fill([x1 - 0.28, x1, x1], [y0, y0, y0 + 0.28], facecolor="white",
+                                  edgecolor="#333333", linewidth=0.6, zorder=5)
+        if self.flags:
+            handles.append(
+                Line2D([], [], marker=_CORNER_MARKER, markersize=9, markerfacecolor="white",
+                       markeredgecolor="#333333", markeredgewidth=0.6, linestyle="none", label="written this step")
+            )
+        old = ax.get_legend()
+        if old is not None:
+            old.remove()
+        if handles:
+            ax.legend(
+                handles=handles, loc="upper center", bbox_to_anchor=(0.5, self.legend_offset),
+                ncol=len(handles), fontsize=8, frameon=False, handlelength=2.2,
+            )
+        return self.fig
+
+
+def plot_lattice(
+    values: Any,
+    ax: Axes | None = None,
+    *,
+    title: str | None = None,
+    cmap: str | mcolors.Colormap = "viridis",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    label: str | None = None,
+    annotate: bool | None = None,
+    fmt: str | Callable[[float], str] | None = None,
+    master: Sequence[int] | None = None,
+    partner: Sequence[int] | None = None,
+    changed: Iterable[Sequence[int]] | None = None,
+    colorbar: bool = True,
+    log: bool = False,
+    fail_below: float | None = None,
+) -> Figure:
+    """Draw an L x L lattice as a heatmap (one square per cell) and return its figure.
+
+    Cells below ``vmin`` (or below ``fail_below``: failed candidates with fitness 0) are drawn
+    dark grey and NaN cells light grey, so one failure does not wash out the colour scale.
+    ``master``/``partner`` are (row, col) cells outlined in red/orange; ``changed`` cells
+    (written this step) get a white corner flag. ``annotate`` writes each value in its cell
+    (default: only when L <= 12) in black or white by the cell's luminance; ``fmt`` is a format
+    spec, a ``{}`` template or a callable. ``log`` uses a logarithmic colour scale.
+    """
+    data = np.asarray(values, dtype=float)
+    if data.ndim != 2:
+        raise ValueError(f"lattice values must be a 2-D array, got shape {data.shape}")
+    plot = LatticePlot(
+        data.shape, ax, scale_values=data, cmap=cmap, vmin=vmin, vmax=vmax, label=label, annotate=annotate,
+        fmt=fmt, colorbar=colorbar, log=log, fail_below=fail_below,
+    )
+    return plot.update(data, title=title, master=master, partner=partner, changed=changed)
+
+
+def plot_fitness_curves(
+    steps: Sequence[float],
+    best: Sequence[float],
+    mean: Sequence[float],
+    worst: Sequence[float],
+    ax: Axes | None = None,
+    *,
+    title: str | None = "Lattice fitness per step",
+    ylabel: str = "fitness (validation accuracy)",
+) -> Figure:
+    """Plot best / mean / worst lattice fitness against the step (the seed's progress figure)."""
+    fig, ax = _new_axes(ax, (7.0, 4.2))
+    x = np.asarray(steps, dtype=float)
+    b, m, w = (np.asarray(v, dtype=float) for v in (best, mean, worst))
+    ax.fill_between(x, w, b, color="#440154", alpha=0.08, linewidth=0, label="_range")
+    ax.plot(x, b, color="#21918c", linewidth=2.0, label="best", marker="o" if len(x) <= 30 else None, markersize=3.5)
+    ax.plot(x, m, color="#3b528b", linewidth=1.6, linestyle="--", label="mean")
+    ax.plot(x, w, color="#b5a300", linewidth=1.3, linestyle=":", label="worst")
+    ax.set_xlabel("step (0 = initial lattice)")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=9)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return fig
+
+
+def plot_best_vs_trainings(
+    trainings: Sequence[float],
+    best_so_far: Sequence[float],
+    ax: Axes | None = None,
+    label: str | None = None,
+    *,
+    title: str | None = "Best fitness found against trainings",
+    color: str | None = None,
+) -> Figure:
+    """Plot the best fitness found so far against the number of trainings (comparable across methods).
+
+    Call it again with the same ``ax`` and another ``label`` to compare runs on one plot.
+    """
+    fig, ax = _new_axes(ax, (7.0, 4.2))
+    x = np.asarray(trainings, dtype=float)
+    y = np.asarray(best_so_far, dtype=float)
+    (line,) = ax.plot(x, y, drawstyle="steps-post", linewidth=2.0, color=color or None, label=label)
+    if len(x):
+        ax.plot(x[-1:], y[-1:], marker="o", color=line.get_color(), markersize=5)
+        ax.annotate(
+            f"{y[-1]:.4f}", (x[-1], y[-1]), xytext=(-4, 6), textcoords="offset points",
+            ha="right", va="bottom", fontsize=8.5, color=line.get_color(),
+        )
+    ax.set_xlabel("trainings (candidate networks trained)")
+    ax.set_ylabel("best fitness so far")
+    if title:
+        ax.set_title(title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.3)
+    if label:
+        ax.legend(loc="lower right", fontsize=9)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# run-store level
+# --------------------------------------------------------------------------------------------
+def _depth(genome_text: str) -> float:
+    return float(sum(1 for tok in str(genome_text).split("-") if tok.strip().isdigit()))
+
+
+def lattice_values(
+    step_row: Mapping[str, Any],
+    metric: str,
+    evaluations_by_genome: Mapping[str, Mapping[str, Any]] | None = None,
+) -> np.ndarray:
+    """The L x L array a heatmap shows for one step: fitness, depth (conv layers), params or age.
+
+    ``age`` is how many steps ago the cell was last written (0 = written at this step). ``params``
+    is looked up in ``evaluations_by_genome`` (compact genome -> evaluation row); unknown -> NaN.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    lattice = step_row.get("lattice")
+    if not lattice:
+        raise ValueError(f"step {step_row.get('step')} has no lattice (not a lattice strategy)")
+    genomes = lattice["genomes"]
+    if metric == "fitness":
+        return np.array(lattice["fitness"], dtype=float)
+    if metric == "age":
+        return float(step_row["step"]) - np.array(lattice["age"], dtype=float)
+    if metric == "depth":
+        return np.array([[_depth(g) for g in row] for row in genomes], dtype=float)
+    lookup = evaluations_by_genome or {}
+
+    def params_of(g: str) -> float:
+        value = (lookup.get(g) or {}).get("params")
+        return float(value) if value is not None else math.nan
+
+    return np.array([[params_of(g) for g in row] for row in genomes], dtype=float)
+
+
+def lattice_series(step_rows: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
+    """Best / mean / worst lattice fitness per step, from the store's step rows."""
+    out: dict[str, list[float]] = {"steps": [], "best": [], "mean": [], "worst": []}
+    for row in step_rows:
+        if not row.get("lattice"):
+            continue
+        fit = np.array(row["lattice"]["fitness"], dtype=float)
+        out["steps"].append(int(row["step"]))
+        out["best"].append(float(np.nanmax(fit)))
+        out["mean"].append(float(np.nanmean(fit)))
+        out["worst"].append(float(np.nanmin(fit)))
+    return out
+
+
+def _changed_cells(step_row: Mapping[str, Any]) -> list[tuple[int, int]]:
+    step = int(step_row["step"])
+    if step == 0:
+        return []
+    age = step_row["lattice"]["age"]
+    return [(r, c) for r, row in enumerate(age) for c, a in enumerate(row) if int(a) == step]
+
+
+def _cell(value: Any) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    return int(value[0]), int(value[1])
+
+
+def _step_title(metric: str, step_row: Mapping[str, Any], last_step: int, config: Mapping[str, Any]) -> str:
+    step = int(step_row["step"])
+    dataset = config.get("dataset")
+    size = len(step_row["lattice"]["genomes"])
+    head = f"{metric} · {size}×{size} lattice" + (f" · {dataset}" if dataset else "")
+    record = step_row.get("record") or {}
+    if step == 0:
+        detail = f"step 0 / {last_step}: initial lattice"
+    else:
+        detail = f"step {step} / {last_step}"
+        outcome = record.get("outcome")
+        if outcome:
+            detail += f": {str(outcome).replace('_', ' ')}"
+        max_c = record.get("max_c")
+        if isinstance(max_c, (int, float)) and math.isfinite(max_c):
+            detail += f" (best candidate {max_c:.4f})"
+    return f"{head}\n{detail}"
+
+
+def _params_lookup(store: Any, genomes: set[str], evaluations: list[dict]) -> dict[str, dict]:
+    lookup: dict[str, dict] = {}
+    for ev in evaluations:
+        if ev.get("params") is not None:
+            lookup.setdefault(ev["genome"], ev)
+    missing = [g for g in genomes if g not in lookup]
+    if missing:  # e.g. genomes whose fitness came from the cache: compute what the builder would build
+        try:
+            from alife_nas.genome import parse_genome
+            from alife_nas.model import describe_genome
+
+            cfg = store.config
+            for g in missing:
+                info = describe_genome(parse_genome(g), tuple(cfg["input_shape"]), int(cfg["num_classes"]))
+                lookup[g] = {"params": info.params}
+        except Exception:  # a picture without a few values beats no picture
+            pass
+    return lookup
+
+
+def _select_steps(rows: list[dict], steps: str | int) -> list[dict]:
+    if not rows:
+        raise ValueError("the run has no finished step yet: nothing to draw")
+    if steps == "all":
+        return rows
+    if steps == "last":
+        return [rows[-1]]
+    wanted = int(steps)
+    for row in rows:
+        if int(row["step"]) == wanted:
+            return [row]
+    raise ValueError(f"step {wanted} is not in the run (finished steps: 0..{rows[-1]['step']})")
+
+
+def render_heatmaps(
+    store: Any,
+    out_dir: str | Path,
+    metric: str = "fitness",
+    steps: str | int = "last",
+    *,
+    dpi: int = 110,
+    gif_frame_ms: int = 400,
+) -> list[Path]:
+    """Write heatmap PNGs (``{metric}_step_0000.png`` ...) and, for ``steps='all'``, an animated GIF.
+
+    With ``'all'`` every frame shares one colour scale (the range over the whole run), so colours
+    compare across frames; a single step uses its own range. Returns the written paths.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    all_rows = [r for r in store.step_rows() if r.get("lattice")]
+    if not all_rows and store.step_rows():
+        strategy = store.config.get("strategy", "this strategy")
+        raise ValueError(f"the run uses strategy {strategy!r}, which has no lattice to draw")
+    chosen = _select_steps(all_rows, steps)
+    last_step = int(all_rows[-1]["step"])
+    config = store.config
+
+    lookup: dict[str, dict] = {}
+    if metric == "params":
+        genomes = {g for row in chosen for line in row["lattice"]["genomes"] for g in line}
+        lookup = _params_lookup(store, genomes, store.evaluations())
+    frames = [lattice_values(row, metric, lookup) for row in chosen]
+
+    log = metric == "params"
+    fail_below = 1e-12 if metric == "fitness" else None
+    # 'all': one figure, one colour scale (the whole run's range), updated frame by frame
+    scale = np.stack(frames) if steps == "all" else frames[0]
+    plot = LatticePlot(
+        frames[0].shape, scale_values=scale, cmap=_CMAPS[metric], label=METRICS[metric], log=log,
+        fail_below=fail_below,
+    )
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    gif_frames = []
+
+    def show(row: Mapping[str, Any], values: np.ndarray) -> Figure:
+        record = row.get("record") or {}
+        return plot.update(
+            values,
+            title=_step_title(metric, row, last_step, config),
+            master=_cell(record.get("master")),
+            partner=_cell(record.get("partner")),
+            changed=_changed_cells(row),
+        )
+
+    if len(chosen) > 1:
+        # Lay the figure out once, on the frame with the fullest legend, then keep that geometry:
+        # every frame is the same size and the layout is not recomputed per frame.
+        def legend_items(i: int) -> int:
+            record = chosen[i].get("record") or {}
+            return (record.get("master") is not None) + (record.get("partner") is not None) + bool(_changed_cells(chosen[i]))
+
+        widest = max(range(len(chosen)), key=legend_items)
+        _render(show(chosen[widest], frames[widest]), dpi)
+        plot.fig.set_layout_engine("none")
+    for row, values in zip(chosen, frames):
+        image = _render(show(row, values), dpi)
+        path = out / f"{metric}_step_{int(row['step']):04d}.png"
+        image.save(path, format="PNG")
+        written.append(path)
+        if steps == "all":
+            gif_frames.append(image.quantize(colors=255, method=_MEDIANCUT, dither=_NO_DITHER))
+    if steps == "all" and gif_frames:
+        gif_path = out / f"{metric}_evolution.gif"
+        durations = [gif_frame_ms] * len(gif_frames)
+        durations[-1] = max(gif_frame_ms, 2500)  # hold the final lattice
+        gif_frames[0].save(
+            gif_path, save_all=True, append_images=gif_frames[1:], duration=durations, loop=0, optimize=False,
+            disposal=1,
+        )
+        written.append(gif_path)
+    return written
+
+
+def _render(fig: Figure, dpi: int) -> Any:
+    """Draw ``fig`` once with Agg and return it as an RGB Pillow image (one draw, no savefig pre-pass)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    fig.set_dpi(dpi)
+    canvas.draw()
+    width, height = canvas.get_width_height(physical=True)
+    return Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
+
+
+def render_curves(store: Any, out_dir: str | Path, *, dpi: int = 120) -> list[Path]:
+    """Write ``fitness_curves.png`` (best/mean/worst per step) and ``best_vs_trainings.png``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    series = lattice_series(store.step_rows())
+    config = store.config
+    where = ", ".join(
+        str(x) for x in (config.get("dataset"), config.get("strategy")) if x
+    )
+    if series["steps"]:
+        size = config.get("lattice")
+        title = "Lattice fitness per step" + (f" ({size}×{size}, {where})" if size else (f" ({where})" if where else ""))
+        fig = plot_fitness_curves(series["steps"], series["best"], series["mean"], series["worst"], title=title)
+        path = out / "fitness_curves.png"
+        fig.savefig(path, dpi=dpi)
+        fig.clear()
+        written.append(path)
+    evaluations = store.evaluations()
+    if evaluations:
+        x, best = best_so_far(evaluations)
+        hits = getattr(store, "cache_hits", None)
+        title = f"Best fitness against trainings ({len(evaluations)} trainings"
+        title += f", {hits} cache hits)" if hits is not None else ")"
+        fig = plot_best_vs_trainings(x, best, title=title)
+        path = out / "best_vs_trainings.png"
+        fig.savefig(path, dpi=dpi)
+        fig.clear()
+        written.append(path)
+    if not written:
+        raise ValueError("the run has no finished step or training yet: nothing to draw")
+    return written
+
+
+def best_so_far(evaluations: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[float]]:
+    """Number of trainings 1..n and the best fitness found after each (failures count as 0)."""
+    xs: list[int] = []
+    ys: list[float] = []
+    best = -math.inf
+    for i, ev in enumerate(sorted(evaluations, key=lambda e: e.get("order") or 0), start=1):
+        fit = ev.get("fitness")
+        if fit is not None and ev.get("failure") is None and math.isfinite(float(fit)):
+            best = max(best, float(fit))
+        xs.append(i)
+        ys.append(best if best > -math.inf else 0.0)
+    return xs, ys

@@ -1,0 +1,223 @@
+"""Picture functions on plain data: lattice heatmaps, curves, frames and GIFs (headless)."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from matplotlib import colors as mcolors
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from PIL import Image, ImageSequence
+
+from alife_nas import visualize as viz
+
+
+class PlainStore:
+    """The run store's read API on plain data: a random walk of an L x L lattice."""
+
+    def __init__(self, size: int = 4, steps: int = 3, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.config = {"strategy": "neuralfinder", "dataset": "digits", "lattice": size,
+                       "input_shape": [1, 8, 8], "num_classes": 10}
+        self.cache_hits = 2
+        genomes = [[str(int(rng.choice([16, 32, 64]))) for _ in range(size)] for _ in range(size)]
+        fitness = rng.uniform(0.8, 0.9, (size, size))
+        fitness[0, 0] = 0.0  # a failed cell
+        age = np.zeros((size, size), dtype=int)
+        self._evals = []
+        for r in range(size):
+            for c in range(size):
+                self._add(genomes[r][c], float(fitness[r, c]), 0)
+        self._rows = [self._row(0, None, None, "init", genomes, fitness, age)]
+        for step in range(1, steps + 1):
+            m = (step % size, (2 * step) % size)
+            p = (m[0], (m[1] + 1) % size)
+            genomes[m[0]][m[1]] = genomes[m[0]][m[1]] + "-M-" + genomes[p[0]][p[1]]
+            fitness[m] = min(0.99, fitness[m] + 0.05)
+            age[m] = step
+            self._add(genomes[m[0]][m[1]], float(fitness[m]), step)
+            self._rows.append(self._row(step, m, p, "replace_master", genomes, fitness, age))
+
+    def _add(self, genome: str, fitness: float, step: int) -> None:
+        self._evals.append({"order": len(self._evals) + 1, "genome": genome, "fitness": fitness,
+                            "failure": None if fitness > 0 else "non-finite loss", "params": 1000 * len(genome),
+                            "flops": 10 * len(genome), "step": step})
+
+    @staticmethod
+    def _row(step, m, p, outcome, genomes, fitness, age) -> dict:
+        return {"step": step,
+                "record": {"master": list(m) if m else None, "partner": list(p) if p else None,
+                           "outcome": outcome, "max_c": None if step == 0 else 0.9},
+                "lattice": {"genomes": [list(r) for r in genomes], "fitness": fitness.tolist(), "age": age.tolist()}}
+
+    def step_rows(self) -> list[dict]:
+        return self._rows
+
+    def evaluations(self) -> list[dict]:
+        return self._evals
+
+
+def _rectangles(fig: Figure) -> list[Rectangle]:
+    ax = fig.axes[0]
+    return [p for p in ax.patches if isinstance(p, Rectangle) and p.get_visible()]
+
+
+# --- plot_lattice -----------------------------------------------------------------------------
+def test_plot_lattice_returns_a_figure_with_values_in_cells_and_markers() -> None:
+    values = np.linspace(0.8, 0.95, 81).reshape(9, 9)
+    fig = viz.plot_lattice(values, title="t", label="fitness", master=(1, 2), partner=(1, 3))
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert len(texts) == 81 and texts[0] == ".800" and texts[-1] == ".950"
+    assert len(_rectangles(fig)) == 2
+    assert ax.get_legend() is not None
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["partner (1, 3)", "master (1, 2)"]
+    assert len(fig.axes) == 2  # the heatmap and its colorbar
+    assert fig.axes[1].get_ylabel() == "fitness"
+
+
+def test_text_colour_follows_the_cell_colour() -> None:
+    values = np.array([[0.0, 1.0], [0.5, 0.5]])
+    fig = viz.plot_lattice(values, cmap="viridis", vmin=0.0, vmax=1.0)
+    by_value = {t.get_text(): t.get_color() for t in fig.axes[0].texts}
+    assert by_value[".000"] == "white"  # dark purple cell
+    assert by_value["1.00"] == "black"  # bright yellow cell
+
+
+def test_annotation_is_automatic_by_size_and_can_be_forced() -> None:
+    assert len(viz.plot_lattice(np.zeros((15, 15))).axes[0].texts) == 0
+    assert len(viz.plot_lattice(np.zeros((12, 12))).axes[0].texts) == 144
+    assert len(viz.plot_lattice(np.zeros((15, 15)), annotate=True, fmt=".1f").axes[0].texts) == 225
+    assert len(viz.plot_lattice(np.zeros((3, 3)), annotate=False).axes[0].texts) == 0
+
+
+def test_failures_and_missing_values_do_not_wash_out_the_scale() -> None:
+    values = np.array([[0.0, 0.90], [0.95, np.nan]])
+    fig = viz.plot_lattice(values, fail_below=1e-12)
+    image = fig.axes[0].images[0]
+    assert image.norm.vmin == pytest.approx(0.90) and image.norm.vmax == pytest.approx(0.95)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "fail" in texts and ".900" in texts and "" in texts  # NaN cell left blank
+
+
+def test_plot_lattice_draws_into_a_given_axes_and_formats() -> None:
+    fig = Figure()
+    ax = fig.add_subplot()
+    out = viz.plot_lattice([[1, 2], [3, 4]], ax=ax, colorbar=False, fmt="{:.0f}x")
+    assert out is fig and len(fig.axes) == 1
+    assert [t.get_text() for t in ax.texts] == ["1x", "2x", "3x", "4x"]
+    fig = viz.plot_lattice([[1000, 2_000_000], [30, 5]], log=True)
+    assert isinstance(fig.axes[0].images[0].norm, mcolors.LogNorm)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["1.0k", "2.0M", "30", "5"]
+
+
+def test_plot_lattice_rejects_non_2d_values() -> None:
+    with pytest.raises(ValueError, match="2-D"):
+        viz.plot_lattice([1, 2, 3])
+
+
+def test_lattice_plot_update_moves_markers_and_changes_text() -> None:
+    plot = viz.LatticePlot((3, 3), scale_values=np.array([0.5, 1.0]))
+    plot.update(np.full((3, 3), 0.5), master=(0, 0), partner=(0, 1), changed=[(0, 0)])
+    assert len(_rectangles(plot.fig)) == 2 and len(plot.flags) == 1
+    plot.update(np.full((3, 3), 1.0), title="next")
+    assert len(_rectangles(plot.fig)) == 0 and plot.flags == [] and plot.ax.get_legend() is None
+    assert plot.ax.texts[0].get_text() == "1.00" and plot.ax.get_title() == "next"
+    with pytest.raises(ValueError, match="shape"):
+        plot.update(np.zeros((2, 2)))
+
+
+def test_compact_number() -> None:
+    assert [viz.compact_number(v) for v in (5, 950, 1200, 12_345, 1_300_000, 2.5e9)] == [
+        "5", "950", "1.2k", "12k", "1.3M", "2.5G"]
+    assert viz.compact_number(float("nan")) == ""
+
+
+# --- curves -----------------------------------------------------------------------------------
+def test_curves_return_figures_with_labelled_axes() -> None:
+    fig = viz.plot_fitness_curves([0, 1, 2], [0.8, 0.85, 0.9], [0.7, 0.75, 0.8], [0.5, 0.6, 0.6])
+    ax = fig.axes[0]
+    assert [l.get_label() for l in ax.get_lines()] == ["best", "mean", "worst"]
+    assert "step" in ax.get_xlabel() and "fitness" in ax.get_ylabel()
+    fig = viz.plot_best_vs_trainings([1, 2, 3], [0.5, 0.7, 0.7], label="neuralfinder")
+    ax = fig.axes[0]
+    viz.plot_best_vs_trainings([1, 2], [0.6, 0.65], ax=ax, label="random")
+    assert "trainings" in ax.get_xlabel()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["neuralfinder", "random"]
+
+
+def test_best_so_far_ignores_failures_and_follows_training_order() -> None:
+    evs = [{"order": 2, "fitness": 0.7, "failure": None}, {"order": 1, "fitness": 0.5, "failure": None},
+           {"order": 3, "fitness": 0.99, "failure": "oom"}, {"order": 4, "fitness": 0.8, "failure": None}]
+    assert viz.best_so_far(evs) == ([1, 2, 3, 4], [0.5, 0.7, 0.7, 0.8])
+
+
+# --- values from step rows --------------------------------------------------------------------
+def test_lattice_values_for_every_metric() -> None:
+    row = {"step": 5, "lattice": {"genomes": [["32-M-64", "16"], ["M-M", "16-16-16"]],
+                                  "fitness": [[0.9, 0.8], [0.0, 0.7]], "age": [[5, 0], [2, 3]]}}
+    assert viz.lattice_values(row, "fitness").tolist() == [[0.9, 0.8], [0.0, 0.7]]
+    assert viz.lattice_values(row, "depth").tolist() == [[2, 1], [0, 3]]  # conv layers
+    assert viz.lattice_values(row, "age").tolist() == [[0, 5], [3, 2]]  # steps since written
+    params = viz.lattice_values(row, "params", {"16": {"params": 123}, "M-M": {"params": None}})
+    assert params[0, 1] == 123 and math.isnan(params[0, 0]) and math.isnan(params[1, 0])
+    with pytest.raises(ValueError, match="unknown metric"):
+        viz.lattice_values(row, "colour")
+    with pytest.raises(ValueError, match="no lattice"):
+        viz.lattice_values({"step": 1, "lattice": None}, "fitness")
+
+
+def test_lattice_series() -> None:
+    store = PlainStore(size=3, steps=2)
+    series = viz.lattice_series(store.step_rows())
+    assert series["steps"] == [0, 1, 2]
+    assert series["worst"][0] == 0.0 and all(b >= m >= w for b, m, w in zip(series["best"], series["mean"], series["worst"]))
+
+
+# --- rendering a (plain) run --------------------------------------------------------------------
+def test_render_last_step_and_one_step(tmp_path) -> None:
+    store = PlainStore(size=4, steps=3)
+    written = viz.render_heatmaps(store, tmp_path / "pics")
+    assert [p.name for p in written] == ["fitness_step_0003.png"]
+    assert written[0].stat().st_size > 5000
+    written = viz.render_heatmaps(store, tmp_path / "pics", metric="age", steps=1)
+    assert [p.name for p in written] == ["age_step_0001.png"]
+    with pytest.raises(ValueError, match="step 9 is not in the run"):
+        viz.render_heatmaps(store, tmp_path / "pics", steps=9)
+    with pytest.raises(ValueError, match="unknown metric"):
+        viz.render_heatmaps(store, tmp_path / "pics", metric="colour")
+
+
+def test_render_all_writes_every_frame_and_a_gif_with_one_colour_scale(tmp_path) -> None:
+    store = PlainStore(size=4, steps=3)
+    written = viz.render_heatmaps(store, tmp_path, metric="params", steps="all", dpi=50)
+    pngs = [p for p in written if p.suffix == ".png"]
+    assert [p.name for p in pngs] == [f"params_step_{i:04d}.png" for i in range(4)]
+    sizes = {Image.open(p).size for p in pngs}
+    assert len(sizes) == 1  # same geometry on every frame
+    gif = written[-1]
+    assert gif.name == "params_evolution.gif"
+    with Image.open(gif) as im:
+        assert sum(1 for _ in ImageSequence.Iterator(im)) == 4
+        assert im.size == sizes.pop()
+
+
+def test_render_curves(tmp_path) -> None:
+    written = viz.render_curves(PlainStore(size=3, steps=2), tmp_path)
+    assert [p.name for p in written] == ["fitness_curves.png", "best_vs_trainings.png"]
+    assert all(p.stat().st_size > 5000 for p in written)
+
+
+def test_core_import_stays_free_of_matplotlib_and_pyplot_is_never_used() -> None:
+    code = (
+        "import sys, alife_nas, alife_nas.export\n"
+        "assert 'matplotlib' not in sys.modules, 'core imported matplotlib'\n"
+        "import alife_nas.visualize\n"
+        "assert 'matplotlib.pyplot' not in sys.modules, 'visualize imported pyplot'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,223 @@
+"""Top-K export: ranking, the four formats, round trips, standalone PyTorch files, re-training."""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from alife_nas import export as ex
+from alife_nas.genome import parse_genome, parse_tuple_form
+
+
+def ev(order: int, genome: str, fitness: float, params: int = 1000, failure: str | None = None, **more) -> dict:
+    return {"order": order, "genome": genome, "fitness": fitness, "failure": failure, "params": params,
+            "flops": 10 * params, "epochs": 7, "best_epoch": 4, "step": order // 3, "operator": "self",
+            "parents": ["32"], "position": [0, 1], **more}
+
+
+EVALS = [
+    ev(1, "32", 0.80),
+    ev(2, "32-M", 0.90, params=500),
+    ev(3, "64-M", 0.90, params=400),  # ties 32-M on fitness, smaller: ranks first
+    ev(4, "16-M", 0.90, params=400),  # ties 64-M on fitness and size, found later: after it
+    ev(5, "32-m", 0.85, params=500),  # the same genome as 32-M (canonical form), worse this time
+    ev(6, "512-512", 0.99, params=10**6, failure="too many parameters"),  # failures never ranked
+    ev(7, "32", 0.83),  # 32 trained again, better
+]
+
+
+# --- ranking --------------------------------------------------------------------------------
+def test_distinct_genomes_best_fitness_deterministic_ties() -> None:
+    rows = ex.top_architectures(EVALS, k=15)
+    assert [(r["rank"], r["genome"], r["fitness"]) for r in rows] == [
+        (1, "64-M", 0.90), (2, "16-M", 0.90), (3, "32-M", 0.90), (4, "32", 0.83)]
+    assert rows[2]["order"] == 2 and rows[2]["trainings"] == 2  # best of the two trainings of 32-M
+    assert rows[3]["order"] == 7
+    first = rows[0]
+    assert (first["convs"], first["pools"], first["layers"]) == (1, 1, 2)
+    assert {"params", "flops", "epochs", "step", "operator", "parents", "order"} <= set(first)
+
+
+def test_k_larger_than_available_and_k_smaller() -> None:
+    assert len(ex.top_architectures(EVALS, k=1000)) == 4
+    assert [r["genome"] for r in ex.top_architectures(EVALS, k=2)] == ["64-M", "16-M"]
+    assert ex.top_architectures([], k=5) == []
+    assert ex.top_architectures([ev(1, "32", 0.0, failure="oom")], k=5) == []
+    with pytest.raises(ValueError):
+        ex.top_architectures(EVALS, k=0)
+
+
+def test_ranking_does_not_depend_on_input_order() -> None:
+    assert ex.top_architectures(EVALS[::-1]) == ex.top_architectures(EVALS)
+
+
+# --- text formats -------------------------------------------------------------------------------
+def test_json_round_trip() -> None:
+    rows = ex.top_architectures(EVALS)
+    text = ex.to_json(rows)
+    data = json.loads(text)
+    assert isinstance(data, list) and {"rank", "genome", "fitness", "params"} <= set(data[0])
+    back = ex.read_json(text)
+    assert [(rank, fit, str(g)) for rank, fit, g in back] == [(r["rank"], r["fitness"], r["genome"]) for r in rows]
+
+
+def test_paper_round_trip_through_the_tuple_form_parser() -> None:
+    rows = ex.top_architectures(EVALS)
+    text = ex.to_paper(rows)
+    lines = text.strip().splitlines()
+    assert len(lines) == len(rows)
+    for line, row in zip(lines, rows):
+        name, score, genome = parse_tuple_form(line)
+        assert name == f"rank-{row['rank']}" and score == pytest.approx(row["fitness"])
+        assert str(genome) == row["genome"]
+    assert lines[0] == "('rank-1', '0.900000', [('conv', [('nb_filter', 64)]), ('maxp', [('pool_size', 2)])])"
+    assert [str(g) for _, _, g in ex.read_paper(text + "\n\n")] == [r["genome"] for r in rows]
+
+
+def test_markdown_table() -> None:
+    rows = ex.top_architectures(EVALS)
+    md = ex.to_markdown(rows, title="Top")
+    table = [l for l in md.splitlines() if l.startswith("|")]
+    assert len(table) == 2 + len(rows)
+    assert "Test acc." not in table[0] and "Params" in table[0] and "FLOPs" in table[0]
+    assert table[2].startswith("| 1 | `64-M` | 90.00% | 400 | 4.00k | 1 | 1 |")
+    rows[0]["test_accuracy"] = 0.8765
+    md = ex.to_markdown(rows)
+    assert "Test acc." in md and "87.65%" in md
+    assert ex.to_markdown([]).count("\n|") >= 2  # an empty table, not a crash
+
+
+# --- standalone PyTorch ---------------------------------------------------------------------------
+CASES = [
+    ("32-192-192-M-128-192-M-128-192-192-M-128-192-M", (3, 32, 32), 10),  # the seed's best model
+    ("16-M-M-M-M-32", (1, 8, 8), 10),  # pools on a 1x1 map are skipped
+    ("M-M-M-M", (1, 8, 8), 3),  # no conv at all
+    ("64", (3, 5, 7), 100),  # odd, non-square input
+]
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generated_pytorch_matches_the_builder(tmp_path) -> None:
+    from alife_nas.model import build_model, count_params
+
+    for i, (genome, shape, classes) in enumerate(CASES):
+        path = tmp_path / f"net_{i}.py"
+        path.write_text(ex.pytorch_source(genome, shape, classes, f"case-{i}"))
+        module = _load(path)
+        ours = build_model(parse_genome(genome), shape, classes)
+        theirs = module.build()
+        assert count_params(theirs) == count_params(ours) == module.PARAMS
+        assert {k: v.shape for k, v in theirs.state_dict().items()} == {k: v.shape for k, v in ours.state_dict().items()}
+        theirs.load_state_dict(ours.state_dict())  # weights trained by alife_nas load as they are
+
+
+def test_generated_pytorch_needs_no_alife_nas(tmp_path) -> None:
+    paths = []
+    for i, (genome, shape, classes) in enumerate(CASES):
+        path = tmp_path / ex.pytorch_filename(f"rank-{i + 1}")
+        path.write_text(ex.pytorch_source(genome, shape, classes, f"rank-{i + 1}", fitness=0.9))
+        tree = ast.parse(path.read_text())
+        imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert imported == {"torch"}
+        paths.append(path)
+    # Run every file as a script in an isolated interpreter where alife_nas cannot be imported.
+    driver = textwrap.dedent(
+        """
+        import importlib.abc, runpy, sys
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "alife_nas":
+                    raise ImportError("alife_nas is blocked in this test")
+        sys.meta_path.insert(0, Block())
+        sys.path = [p for p in sys.path if "work/main" not in p]
+        for path in sys.argv[1:]:
+            runpy.run_path(path, run_name="__main__")
+        try:
+            import alife_nas
+        except ImportError:
+            print("blocked")
+        """
+    )
+    out = subprocess.run([sys.executable, "-I", "-c", driver, *map(str, paths)], cwd=tmp_path,
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    from alife_nas.model import describe_genome
+
+    assert out[-1] == "blocked"
+    for line, (genome, shape, classes) in zip(out, CASES):
+        expected = describe_genome(parse_genome(genome), shape, classes).params
+        assert line == f"{genome}: {expected} parameters, output shape (1, {classes})"
+
+
+def test_pytorch_filename() -> None:
+    assert ex.pytorch_filename("rank-1") == "rank_1.py"
+    assert ex.pytorch_filename("3 best!") == "model_3_best.py"
+
+
+# --- writing ----------------------------------------------------------------------------------
+def test_write_export_every_format(tmp_path) -> None:
+    rows = ex.top_architectures(EVALS)
+    for fmt in ("json", "paper", "markdown"):
+        [path] = ex.write_export(rows, fmt, tmp_path / "sub" / f"top.{fmt}")
+        assert path.read_text()
+    written = ex.write_export(rows, "pytorch", tmp_path / "torch", input_shape=(1, 8, 8), num_classes=10)
+    assert [p.name for p in written] == ["rank_1.py", "rank_2.py", "rank_3.py", "rank_4.py"]
+    with pytest.raises(ValueError, match="folder"):
+        ex.write_export(rows, "json", tmp_path / "torch")
+    with pytest.raises(ValueError, match="is a file"):
+        ex.write_export(rows, "pytorch", tmp_path / "sub" / "top.json", input_shape=(1, 8, 8), num_classes=10)
+    with pytest.raises(ValueError, match="input shape"):
+        ex.write_export(rows, "pytorch", tmp_path / "t2")
+    with pytest.raises(ValueError, match="unknown export format"):
+        ex.write_export(rows, "csv", tmp_path / "x.csv")
+
+
+# --- re-training ------------------------------------------------------------------------------
+def test_retrain_adds_test_accuracy_and_keeps_the_ranking() -> None:
+    rows = ex.top_architectures(EVALS)
+    seen = []
+
+    def train_fn(genome, row):
+        seen.append((str(genome), row["rank"]))
+        if row["rank"] == 2:
+            return {"test_accuracy": None, "failure": "out of memory", "epochs": 0}
+        return {"test_accuracy": 0.5 + row["rank"] / 10, "epochs": 3, "train_time": 1.5}
+
+    reported = []
+    out = ex.retrain(rows, train_fn, on_result=lambda row, result: reported.append(row["rank"]))
+    assert seen == [(r["genome"], r["rank"]) for r in rows] and reported == [1, 2, 3, 4]
+    assert [r["test_accuracy"] for r in out] == [0.6, None, 0.8, 0.9]
+    assert out[1]["retrain_failure"] == "out of memory" and out[0]["retrain_epochs"] == 3
+    assert [r["genome"] for r in out] == [r["genome"] for r in rows]
+    assert "test_accuracy" not in rows[0]  # inputs untouched
+    assert json.loads(ex.to_json(out))[0]["test_accuracy"] == 0.6
+
+
+def test_full_training_splits_puts_validation_into_training() -> None:
+    import torch
+
+    from alife_nas.data import DataSplits
+
+    x = torch.zeros(10, 1, 4, 4, dtype=torch.uint8)
+    y = torch.arange(10) % 2
+    data = DataSplits("toy", x[:6], y[:6], x[6:8], y[6:8], x[8:], y[8:], 2, (1, 4, 4), (0.0,), (1.0,))
+    full = ex.full_training_splits(data)
+    assert full.sizes() == {"train": 8, "val": 2, "test": 2}
+    assert torch.equal(full.test_y, data.test_y)
+
+
+def test_retrain_seed_is_a_pure_function() -> None:
+    assert ex.retrain_seed(0, 1) == ex.retrain_seed(0, 1) != ex.retrain_seed(0, 2)
+    assert 0 <= ex.retrain_seed(2**40, 15) < 2**31

@@ -1,0 +1,192 @@
+"""`alife-nas heatmap | curves | export` on a tiny real run directory (cheap fake fitness)."""
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageSequence
+
+from alife_nas.cli import main
+from alife_nas.export import top_architectures
+from alife_nas.genome import parse_genome, parse_tuple_form
+from alife_nas.run import Run, RunConfig
+from alife_nas.store import RunStore
+
+STEPS = 4
+
+
+def fake_score(genome, seed):
+    """Deterministic, cheap: deeper is better, a checksum adds spread, long genomes 'fail'."""
+    if len(genome) > 6:
+        return {"genome": str(genome), "fitness": 0.0, "failure": "too many layers", "params": 0, "flops": 0, "epochs": 0}
+    spread = (zlib.crc32(str(genome).encode()) % 100) / 2000
+    return {"genome": str(genome), "fitness": round(0.5 + 0.05 * min(len(genome), 8) + spread, 4),
+            "params": 1000 * len(genome), "flops": 5000 * len(genome), "epochs": 3, "best_epoch": 2, "train_time": 0.01}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("runs") / "run"
+    config = RunConfig(lattice=3, steps=STEPS, seed=1, dataset="digits", input_shape=[1, 8, 8], num_classes=10,
+                       filters=[16, 32])  # small networks: the --retrain test really trains them
+    run = Run.create(str(path), config, fake_score)
+    run.advance()
+    run.store.close()
+    return path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def evaluations(run_dir: Path) -> list[dict]:
+    store = RunStore.open(run_dir)
+    try:
+        return store.evaluations()
+    finally:
+        store.close()
+
+
+def frames(path: Path) -> int:
+    with Image.open(path) as im:
+        return sum(1 for _ in ImageSequence.Iterator(im))
+
+
+# --- heatmap ------------------------------------------------------------------------------------
+def test_heatmap_last_step_by_default(run_dir: Path) -> None:
+    result = invoke("heatmap", run_dir)
+    assert result.exit_code == 0, result.output
+    png = run_dir / "pictures" / f"fitness_step_{STEPS:04d}.png"
+    assert png.stat().st_size > 5000 and str(png.name) in result.output
+    assert Image.open(png).format == "PNG"
+
+
+def test_heatmap_all_steps_frames_and_gif(run_dir: Path, tmp_path: Path) -> None:
+    result = invoke("heatmap", run_dir, "--step", "all", "--out", tmp_path, "--dpi", "50")
+    assert result.exit_code == 0, result.output
+    pngs = sorted(tmp_path.glob("fitness_step_*.png"))
+    assert [p.name for p in pngs] == [f"fitness_step_{i:04d}.png" for i in range(STEPS + 1)]
+    assert all(p.stat().st_size > 1000 for p in pngs)
+    gif = tmp_path / "fitness_evolution.gif"
+    assert gif.stat().st_size > 1000 and frames(gif) == STEPS + 1
+    assert "fitness_evolution.gif" in result.output
+
+
+@pytest.mark.parametrize("metric", ["depth", "params", "age"])
+def test_heatmap_other_metrics_for_one_step(run_dir: Path, tmp_path: Path, metric: str) -> None:
+    result = invoke("heatmap", run_dir, "--metric", metric, "--step", "2", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / f"{metric}_step_0002.png").stat().st_size > 5000
+
+
+# --- curves -------------------------------------------------------------------------------------
+def test_curves(run_dir: Path, tmp_path: Path) -> None:
+    result = invoke("curves", run_dir, "--out", tmp_path / "c")
+    assert result.exit_code == 0, result.output
+    for name in ("fitness_curves.png", "best_vs_trainings.png"):
+        assert (tmp_path / "c" / name).stat().st_size > 5000 and name in result.output
+
+
+# --- export -------------------------------------------------------------------------------------
+def test_export_json_to_stdout_round_trips(run_dir: Path) -> None:
+    result = invoke("export", run_dir, "--top", "3", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    expected = top_architectures(evaluations(run_dir), k=3)
+    assert [d["genome"] for d in data] == [r["genome"] for r in expected]
+    assert [d["rank"] for d in data] == [1, 2, 3]
+    assert all({"fitness", "params", "flops", "epochs", "step", "operator", "parents"} <= set(d) for d in data)
+    assert [str(parse_genome(d["genome"])) for d in data] == [d["genome"] for d in data]
+
+
+def test_export_top_larger_than_the_run_distinct_only(run_dir: Path) -> None:
+    evs = evaluations(run_dir)
+    distinct_ok = {e["genome"] for e in evs if not e["failure"]}
+    result = invoke("export", run_dir, "--top", "100000", "--format", "json")
+    data = json.loads(result.output)
+    assert len(data) == len(distinct_ok) == len({d["genome"] for d in data})
+    fits = [d["fitness"] for d in data]
+    assert fits == sorted(fits, reverse=True) and min(fits) > 0
+
+
+def test_export_paper_file_round_trips(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "top.txt"
+    result = invoke("export", run_dir, "--top", "5", "--format", "paper", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "top.txt" in result.output
+    parsed = [parse_tuple_form(line) for line in out.read_text().splitlines()]
+    expected = top_architectures(evaluations(run_dir), k=5)
+    assert [(n, str(g)) for n, _, g in parsed] == [(f"rank-{r['rank']}", r["genome"]) for r in expected]
+    assert [s for _, s, _ in parsed] == pytest.approx([r["fitness"] for r in expected])
+
+
+def test_export_markdown(run_dir: Path) -> None:
+    result = invoke("export", run_dir, "--top", "2", "--format", "markdown")
+    lines = [l for l in result.output.splitlines() if l.startswith("|")]
+    assert len(lines) == 4 and "Architecture" in lines[0]
+
+
+def test_export_pytorch_folder(run_dir: Path, tmp_path: Path) -> None:
+    result = invoke("export", run_dir, "--top", "3", "--format", "pytorch", "--out", tmp_path / "nets")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "nets").iterdir()) == ["rank_1.py", "rank_2.py", "rank_3.py"]
+    result = invoke("export", run_dir, "--top", "1", "--format", "pytorch")  # default folder in the run
+    assert (run_dir / "export-pytorch" / "rank_1.py").is_file()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Two tiny CPU trainings are quickest on one thread (and do not crawl on a busy machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_export_retrain_adds_test_accuracy(run_dir: Path, one_torch_thread: None) -> None:
+    result = CliRunner().invoke(
+        main, ["export", str(run_dir), "--top", "2", "--format", "json", "--retrain", "--epochs", "1", "--device", "cpu"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert len(data) == 2
+    for row in data:
+        assert 0.0 <= row["test_accuracy"] <= 1.0 and row["retrain_epochs"] == 1
+    assert "re-training 2 architectures" in result.stderr
+
+
+# --- user errors --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["heatmap", "{missing}"], "is not a directory"),
+        (["heatmap", "{empty}"], "not an alife_nas run directory"),
+        (["curves", "{missing}"], "is not a directory"),
+        (["export", "{empty}"], "not an alife_nas run directory"),
+        (["heatmap", "{run}", "--step", "soon"], "--step must be"),
+        (["heatmap", "{run}", "--step", "99"], "step 99 is not in the run"),
+        (["export", "{run}", "--epochs", "3"], "--epochs only applies with --retrain"),
+        (["export", "{run}", "--format", "json", "--out", "{empty}"], "is a folder"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(run_dir: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    names = {"missing": tmp_path / "missing", "empty": empty, "run": run_dir}
+    result = CliRunner().invoke(main, [a.format(**names) for a in args])
+    assert result.exit_code == 2
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "missing").exists() and list(empty.iterdir()) == []
+
+
+def test_bad_choices_are_refused(run_dir: Path) -> None:
+    assert CliRunner().invoke(main, ["heatmap", str(run_dir), "--metric", "colour"]).exit_code == 2
+    assert CliRunner().invoke(main, ["export", str(run_dir), "--format", "csv"]).exit_code == 2
+    assert CliRunner().invoke(main, ["export", str(run_dir), "--top", "0"]).exit_code == 2

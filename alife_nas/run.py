@@ -167,12 +167,12 @@ class Run:
                 break
 
     def summary(self) -> dict:
-        """Current numbers for log lines and ``status``."""
-        best_genome, best_fitness = self.strategy.best()
+        """Current numbers for log lines: best found so far, the population's mean and worst."""
+        best = self.store.best_evaluation()
         values = self.strategy.population_fitness()
         return {
             "step": self.steps_done,
-            "best": {"genome": best_genome, "fitness": best_fitness},
+            "best": {"genome": best["genome"], "fitness": best["fitness"]} if best else {"genome": None, "fitness": 0.0},
             "mean": float(np.mean(values)) if values else 0.0,
             "worst": float(np.min(values)) if values else 0.0,
             **self.store.totals(),

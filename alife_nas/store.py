@@ -197,6 +197,12 @@ class RunStore:
         rows = self._conn.execute(f"SELECT {_EVAL_COLUMNS} FROM evaluations ORDER BY id").fetchall()
         return [_eval_row(r) for r in rows]
 
+    def best_evaluation(self) -> dict | None:
+        """The fittest training so far (the earliest on ties), or None."""
+        row = self._conn.execute(
+            f"SELECT {_EVAL_COLUMNS} FROM evaluations ORDER BY fitness DESC, id ASC LIMIT 1").fetchone()
+        return None if row is None else _eval_row(row)
+
     def count_evaluations(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
 

@@ -1,0 +1,190 @@
+"""evolve / resume / status through the real command line."""
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import tree_state
+
+from alife_nas.cli import main
+from alife_nas.store import DB_NAME, RunStore
+
+# A real run on digits small enough for a test: 3×3 lattice, tiny filters, one epoch per training.
+TINY = ["--lattice", "3", "--steps", "4", "--filters", "16,32", "--max-epochs", "1", "--preset", "fast",
+        "--device", "cpu", "--seed", "3"]
+
+
+def cli(*args):
+    return subprocess.Popen([sys.executable, "-m", "alife_nas", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def history(run_dir):
+    with RunStore.open(run_dir) as store:
+        drop = {"created_at", "train_time", "images_per_sec"}
+        evals = [{k: v for k, v in e.items() if k not in drop} for e in store.evaluations()]
+        snap = store.last_step()["lattice"]
+        return evals, snap, store.steps_done
+
+
+def count(db, sql):
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2)
+        try:
+            return conn.execute(sql).fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return -1
+
+
+def kill_when(proc, db, sql, target, timeout=120):
+    """SIGKILL `proc` as soon as `sql` on the run database reaches `target` (a commit point)."""
+    end = time.time() + timeout
+    while time.time() < end and proc.poll() is None:
+        if count(db, sql) >= target:
+            break
+        time.sleep(0.01)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+# about a minute: several real subprocess runs
+def test_sigkill_at_random_moments_and_commit_points_then_resume_equals_uninterrupted(tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    proc = cli("evolve", "--out", str(whole), *TINY)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "done: 4 steps" in out
+
+    db = killed / DB_NAME
+    rng = random.Random(7)
+    proc = cli("evolve", "--out", str(killed), *TINY)
+    kill_when(proc, db, "SELECT COUNT(*) FROM evaluations", 3)  # just after a training's commit
+    kills = 1
+    plans = [("SELECT COUNT(*) FROM steps", 1), ("SELECT COUNT(*) FROM evaluations", 14), (None, rng.uniform(0.5, 3)),
+             ("SELECT COUNT(*) FROM steps", 3), (None, rng.uniform(0.5, 3))]
+    for sql, target in plans:
+        if not db.exists():  # killed before the database existed: start again
+            proc = cli("evolve", "--out", str(killed), *TINY)
+        else:
+            proc = cli("resume", str(killed))
+        if sql is None:
+            time.sleep(target)  # a random moment, maybe mid-training
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        else:
+            kill_when(proc, db, sql, target)
+        kills += proc.returncode == -signal.SIGKILL
+    proc = cli("resume", str(killed))
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert kills >= 3
+    assert history(killed) == history(whole)
+
+
+def test_status_text_and_json_and_resume_complete(tmp_path):
+    run_dir = tmp_path / "run"
+    runner = CliRunner()
+    result = runner.invoke(main, ["evolve", "--out", str(run_dir), *TINY[:-2], "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    assert "step 2/2" in result.output and "results in" in result.output
+    result = runner.invoke(main, ["status", str(run_dir), "--json"])
+    info = json.loads(result.output)
+    for key in ("steps_done", "trainings", "cache_hits", "failures", "lattice", "best"):
+        assert key in info
+    assert info["steps_done"] == 2 and len(info["lattice"]) == 3 and len(info["lattice"][0]) == 3
+    assert set(info["lattice"][0][0]) == {"genome", "fitness"} and set(info["best"]) >= {"genome", "fitness"}
+    text = runner.invoke(main, ["status", str(run_dir)]).output
+    assert "lattice fitness:" in text and "best found:" in text and "cache hits" in text
+    again = runner.invoke(main, ["resume", str(run_dir)])
+    assert again.exit_code == 0 and "already complete" in again.output
+    more = runner.invoke(main, ["resume", str(run_dir), "--steps", "3", "--device", "cpu"])
+    assert more.exit_code == 0, more.output
+    assert "steps: 2 -> 3" in more.output and "step 3/3" in more.output
+    with RunStore.open(run_dir) as store:
+        assert any("steps: 2 -> 3" in e["message"] for e in store.events())
+
+
+def assert_refused(args, path: Path, words):
+    before = tree_state(path) if path.exists() else None
+    proc = subprocess.run([sys.executable, "-m", "alife_nas", *args], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    for word in words:
+        assert word in lines[0]
+    if before is not None:
+        assert tree_state(path) == before
+
+
+@pytest.fixture(scope="module")
+def done_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "run"
+    result = CliRunner().invoke(main, ["evolve", "--out", str(run_dir), *TINY[:-2], "--steps", "1"])
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
+def test_user_mistakes_exit_2_one_line_nothing_changed(tmp_path, done_run):
+    assert_refused(["evolve", "--out", str(done_run)], done_run, ["already holds a run"])
+    assert_refused(["resume", str(done_run), "--lattice", "4", "--seed", "9", "--max-epochs", "3"], done_run,
+                   ["lattice: 3 -> 4", "seed: 3 -> 9", "max_epochs: 1 -> 3"])
+    assert_refused(["resume", str(done_run), "--dataset", "mnist"], done_run, ["dataset"])
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "x.txt").write_text("x")
+    assert_refused(["resume", str(plain)], plain, ["not an alife_nas run directory"])
+    assert_refused(["status", str(plain)], plain, ["not an alife_nas run directory"])
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    conn = sqlite3.connect(foreign / DB_NAME)
+    conn.execute("CREATE TABLE t (a)")
+    conn.commit()
+    conn.close()
+    assert_refused(["resume", str(foreign)], foreign, ["not an alife_nas run"])
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / DB_NAME).write_bytes(b"garbage" * 500)
+    assert_refused(["status", str(broken)], broken, ["not a readable"])
+    truncated = tmp_path / "truncated"
+    truncated.mkdir()
+    with RunStore.open(done_run) as store:
+        store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = (done_run / DB_NAME).read_bytes()
+    (truncated / DB_NAME).write_bytes(data[: len(data) // 3])
+    assert_refused(["resume", str(truncated)], truncated, [DB_NAME])
+    assert_refused(["evolve", "--out", str(tmp_path / "new"), "--dataset", "nope"], tmp_path, ["nope"])
+    assert not (tmp_path / "new").exists()
+    assert_refused(["evolve", "--out", str(tmp_path / "new"), "--filters", "16,abc"], tmp_path, ["--filters"])
+    assert_refused(["evolve", "--out", str(tmp_path / "new"), "--lattice", "1"], tmp_path, ["--lattice"])
+
+
+def test_config_file_supplies_options(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('lattice = 3\nsteps = 1\nfilters = [16, 32]\nmax-epochs = 1\npreset = "fast"\nseed = 4\n')
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(main, ["evolve", "--out", str(run_dir), "--config", str(config), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    with RunStore.open(run_dir) as store:
+        assert store.config["lattice"] == 3 and store.config["seed"] == 4 and store.config["filters"] == [16, 32]
+        assert store.config["settings"]["max_epochs"] == 1
+    bad = tmp_path / "bad.toml"
+    bad.write_text("colour = 'red'\n")
+    result = CliRunner().invoke(main, ["evolve", "--out", str(tmp_path / "x"), "--config", str(bad)])
+    assert result.exit_code == 2 and "unknown option 'colour'" in result.output
+
+
+def test_help_shows_defaults():
+    result = CliRunner().invoke(main, ["evolve", "--help"])
+    assert result.exit_code == 0
+    assert "--lattice" in result.output and "[default: 5]" in result.output and "--config" in result.output

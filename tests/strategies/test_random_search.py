@@ -1,0 +1,32 @@
+import numpy as np
+
+from alife_nas.genome import DEFAULT_FILTERS, parse_genome
+from alife_nas.strategies.random_search import WINDOW, RandomSearch
+
+
+def test_each_step_scores_one_random_genome_and_tracks_the_best():
+    seen = []
+
+    def ev(step, requests):
+        assert len(requests) == 1 and requests[0].operator == "random"
+        seen.append(requests[0].genome)
+        return [0.01 * len(requests[0].genome)]
+
+    strat = RandomSearch(DEFAULT_FILTERS, max_layers=6)
+    rng = np.random.default_rng(0)
+    strat.initialize(rng, ev)
+    for step in range(1, 40):
+        strat.step(rng, ev, step)
+    assert all(1 <= len(g) <= 6 and not g.filters_outside(DEFAULT_FILTERS) for g in seen)
+    best = max(seen, key=len)
+    assert len(parse_genome(strat.best()[0])) == len(best)
+    assert len(strat.population_fitness()) == WINDOW
+    assert len({len(g) for g in seen}) > 3  # random length
+
+
+def test_state_round_trip():
+    strat = RandomSearch(DEFAULT_FILTERS)
+    strat.initialize(np.random.default_rng(0), lambda s, r: [0.5])
+    other = RandomSearch(DEFAULT_FILTERS)
+    other.load_state(strat.state())
+    assert other.best() == strat.best() and other.population_fitness() == strat.population_fitness()

@@ -20,8 +20,7 @@ def main() -> None:
 
 def _register() -> None:
     # Imported here so `alife_nas.cli.main` exists before the command modules attach to it.
-    from alife_nas.cli import train  # noqa: F401
-    from alife_nas.cli import pictures  # noqa: F401
+    from alife_nas.cli import compare, pictures, run, train  # noqa: F401
 
 
 _register()

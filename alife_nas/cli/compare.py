@@ -1,0 +1,57 @@
+"""``alife-nas compare``: best fitness against trainings for several runs, as a PNG and a table."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from alife_nas.cli import main
+from alife_nas.cli._common import UserError, resolve_device
+from alife_nas.compare import comparison_table, load_curve, plot_comparison
+from alife_nas.store import RunStore, RunStoreError
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), default="comparison", help="Folder for comparison.png and comparison.txt.")
+@click.option("--budget", type=click.IntRange(1), default=None, help="Cut every run at this many trainings (default: the shortest run of each strategy).")
+@click.option("--retrain/--no-retrain", default=False, help="Re-train each run's best architecture and report its test accuracy.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="Where to re-train.")
+def compare(run_dirs: tuple[str, ...], out: str, budget: int | None, retrain: bool, device: str) -> None:
+    """Compare runs (several seeds per strategy are aggregated: median and min–max)."""
+    curves, configs = [], []
+    for run_dir in run_dirs:
+        try:
+            with RunStore.open(run_dir) as store:
+                curves.append(load_curve(store, Path(run_dir).name or run_dir))
+                configs.append(store.config)
+        except RunStoreError as exc:
+            raise UserError(str(exc)) from None
+    if retrain:
+        _retrain_best(curves, configs, resolve_device(device))
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = comparison_table(curves, budget)
+    (out_dir / "comparison.txt").write_text(table + "\n")
+    fig = plot_comparison(curves, budget=budget)
+    fig.savefig(out_dir / "comparison.png", dpi=120)
+    click.echo(table)
+    click.echo(f"wrote {out_dir / 'comparison.png'} and {out_dir / 'comparison.txt'}")
+
+
+def _retrain_best(curves: list, configs: list[dict], device: str) -> None:
+    """Re-train each best genome with its run's settings (fixed seed 0) and record test accuracy."""
+    from alife_nas.data import DatasetError, load_dataset
+    from alife_nas.genome import parse_genome
+    from alife_nas.training import Trainer, TrainSettings
+
+    for curve, config in zip(curves, configs):
+        if curve.best_genome is None:
+            continue
+        try:
+            data = load_dataset(config["dataset"], config.get("data_dir", "data"), val_size=config["val_size"])
+        except DatasetError as exc:
+            raise UserError(str(exc)) from None
+        trainer = Trainer(data, TrainSettings.from_dict(config["settings"]), device)
+        result = trainer.train(parse_genome(curve.best_genome), seed=0, evaluate_test=True)
+        curve.test_accuracy = result.test_accuracy

@@ -1,0 +1,45 @@
+import pytest
+from conftest import fake_score
+
+from alife_nas.compare import RunCurve, aggregate, best_so_far, comparison_table, load_curve, plot_comparison
+from alife_nas.run import Run, RunConfig
+from alife_nas.store import RunStore
+
+
+def test_best_so_far():
+    assert best_so_far([0.1, 0.3, 0.2, 0.5, 0.4]) == [0.1, 0.3, 0.3, 0.5, 0.5]
+    assert best_so_far([]) == []
+
+
+def curves():
+    return [
+        RunCurve("a1", "random", 1, [0.1, 0.2, 0.3, 0.3], "16", 0.3),
+        RunCurve("a2", "random", 2, [0.2, 0.2, 0.5], "32", 0.5),
+        RunCurve("b1", "neuralfinder", 1, [0.4, 0.6, 0.6, 0.7, 0.9], "16-M", 0.9, test_accuracy=0.8),
+    ]
+
+
+def test_aggregate_cuts_at_shortest_run_and_budget():
+    agg = aggregate(curves())
+    assert agg["random"]["trainings"] == 3 and agg["random"]["median"] == [0.15000000000000002, 0.2, 0.4]
+    assert agg["random"]["low"] == [0.1, 0.2, 0.3] and agg["random"]["high"] == [0.2, 0.2, 0.5]
+    assert agg["neuralfinder"]["final_median"] == 0.9 and agg["neuralfinder"]["test_median"] == 0.8
+    cut = aggregate(curves(), budget=2)
+    assert cut["neuralfinder"]["trainings"] == 2 and cut["neuralfinder"]["final_median"] == 0.6
+
+
+def test_table_and_plot():
+    table = comparison_table(curves())
+    assert "neuralfinder" in table and "0.9000" in table and "0.8000" in table
+    fig = plot_comparison(curves())
+    assert len(fig.axes[0].lines) == 5  # two medians + three runs
+
+
+def test_load_curve_from_a_real_store(tmp_path):
+    run = Run.create(str(tmp_path / "r"), RunConfig(strategy="random", steps=9, seed=4), fake_score)
+    run.advance()
+    run.store.close()
+    with RunStore.open(tmp_path / "r") as store:
+        curve = load_curve(store, "r")
+    assert curve.strategy == "random" and curve.seed == 4 and len(curve.best) == 10
+    assert curve.best == sorted(curve.best) and curve.best[-1] == pytest.approx(curve.best_fitness)

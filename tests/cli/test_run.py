@@ -138,7 +138,7 @@ def done_run(tmp_path_factory):
 def test_user_mistakes_exit_2_one_line_nothing_changed(tmp_path, done_run):
     assert_refused(["evolve", "--out", str(done_run)], done_run, ["already holds a run"])
     assert_refused(["resume", str(done_run), "--lattice", "4", "--seed", "9", "--max-epochs", "3"], done_run,
-                   ["lattice: 3 -> 4", "seed: 3 -> 9", "max_epochs: 1 -> 3"])
+                   ["lattice: 3 -> 4", "seed: 0 -> 9", "max_epochs: 1 -> 3"])
     assert_refused(["resume", str(done_run), "--dataset", "mnist"], done_run, ["dataset"])
     plain = tmp_path / "plain"
     plain.mkdir()
@@ -187,4 +187,4 @@ def test_config_file_supplies_options(tmp_path):
 def test_help_shows_defaults():
     result = CliRunner().invoke(main, ["evolve", "--help"])
     assert result.exit_code == 0
-    assert "--lattice" in result.output and "[default: 5]" in result.output and "--config" in result.output
+    assert "--lattice" in result.output and "[default: 5" in result.output and "--config" in result.output

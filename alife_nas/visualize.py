@@ -22,7 +22,7 @@ from matplotlib import patheffects
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Rectangle
+from matplotlib.patches import Patch, Rectangle
 from matplotlib.path import Path as MplPath
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
@@ -144,6 +144,7 @@ class LatticePlot:
         colorbar: bool = True,
         log: bool = False,
         fail_below: float | None = None,
+        robust: bool = False,
     ) -> None:
         rows, cols = int(shape[0]), int(shape[1])
         self.shape = (rows, cols)
@@ -156,26 +157,44 @@ class LatticePlot:
         finite = sample[np.isfinite(sample)]
         if log:
             finite = finite[finite > 0]
-        lo = float(np.min(finite)) if vmin is None and finite.size else vmin
-        hi = float(np.max(finite)) if vmax is None and finite.size else vmax
+        ok = finite if fail_below is None else finite[finite >= fail_below]
+        if not ok.size:
+            ok = finite
+        lo = vmin if vmin is not None else (float(np.min(ok)) if ok.size else None)
+        hi = vmax if vmax is not None else (float(np.max(ok)) if ok.size else None)
         if lo is None or hi is None:
             lo, hi = (1.0, 10.0) if log else (0.0, 1.0)
-        if fail_below is not None and vmin is None and finite.size:
-            ok = finite[finite >= fail_below]
-            if ok.size:
-                lo = float(np.min(ok))
-        if hi <= lo:  # a flat lattice: widen so the colour is mid-scale, not an edge
-            pad = abs(lo) * 0.05 or 0.5
-            lo, hi = lo - pad, hi + pad
-            if log and lo <= 0:
-                lo = hi / 10
-        self.lo, self.hi = lo, hi
-        self.norm: mcolors.Normalize = mcolors.LogNorm(lo, hi) if log else mcolors.Normalize(lo, hi)
+        if robust and vmin is None and ok.size >= 8 and not log:
+            # one stray low value (a poor cell among good ones) must not flatten everyone else's
+            # colours: start the scale at a far-out fence and show what is below it with an arrow
+            q1, q3 = np.percentile(ok, [25, 75])
+            fence = float(q1 - 3.0 * (q3 - q1))
+            if lo < fence < hi:
+                lo = fence
+        self.integer = bool(
+            not log and fmt is None and ok.size and np.all(np.equal(np.mod(ok, 1), 0)) and hi - lo <= 24
+        )
         base = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap
-        self.cmap = base.with_extremes(under=UNDER_COLOR, bad=BAD_COLOR)
+        self.cmap = base.with_extremes(bad=BAD_COLOR)
+        if self.integer:  # a discrete scale: one colour per whole number (depth, age on short runs)
+            lo, hi = math.floor(lo), math.ceil(hi)
+            self.norm: mcolors.Normalize = mcolors.BoundaryNorm(np.arange(lo - 0.5, hi + 1.0, 1.0), self.cmap.N)
+        else:
+            if hi <= lo:  # a flat lattice: widen so the colour is mid-scale, not an edge
+                pad = abs(lo) * 0.05 or 0.5
+                lo, hi = lo - pad, hi + pad
+                if log and lo <= 0:
+                    lo = hi / 10
+            self.norm = mcolors.LogNorm(lo, hi) if log else mcolors.Normalize(lo, hi)
+        self.lo, self.hi = lo, hi
         self.image = ax.imshow(
             np.ma.masked_all(self.shape), cmap=self.cmap, norm=self.norm, interpolation="nearest",
             origin="upper", aspect="equal",
+        )
+        # failed cells (below fail_below) are painted over in dark grey
+        self.fail_image = ax.imshow(
+            np.ma.masked_all(self.shape), cmap=mcolors.ListedColormap([UNDER_COLOR]), vmin=0, vmax=1,
+            interpolation="nearest", origin="upper", aspect="equal",
         )
 
         # cell grid; ticks every cell (fewer on large lattices)
@@ -222,13 +241,14 @@ class LatticePlot:
         self.legend_offset = -0.10 if size <= 10 else -0.08
 
         if colorbar:
-            below = finite.size > 0 and float(np.min(finite)) < lo and not log
+            below = ok.size > 0 and float(np.min(ok)) < lo and not log
             cbar = fig.colorbar(self.image, ax=ax, shrink=0.9, pad=0.02, extend="min" if below else "neither")
             if label:
                 cbar.set_label(label, fontsize=9)
             cbar.ax.tick_params(labelsize=8)
-            if not log and finite.size and np.all(np.equal(np.mod(finite, 1), 0)):
-                cbar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            if self.integer:
+                cbar.set_ticks(np.arange(lo, hi + 1, max(1, math.ceil((hi - lo + 1) / 12))))
+                cbar.ax.minorticks_off()
             if log or hi >= 1000:
                 cbar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: compact_number(v)))
                 if log:
@@ -247,10 +267,14 @@ class LatticePlot:
         data = np.asarray(values, dtype=float)
         if data.shape != self.shape:
             raise ValueError(f"lattice values must have shape {self.shape}, got {data.shape}")
+        failed = np.zeros(self.shape, dtype=bool)
+        if self.fail_below is not None:
+            failed = np.isfinite(data) & (data < self.fail_below)
         shown = np.ma.masked_invalid(data)
         if self.log:
             shown = np.ma.masked_where(~(data > 0), shown)
-        self.image.set_data(shown)
+        self.image.set_data(np.ma.masked_where(failed, shown))
+        self.fail_image.set_data(np.ma.masked_where(~failed, np.zeros(self.shape)))
         ax = self.ax
         ax.set_title(title or "", fontsize=10.5)
 
@@ -260,14 +284,13 @@ class LatticePlot:
                 if not math.isfinite(v):
                     txt.set_text("")
                     continue
-                if self.log and v <= 0:
-                    rgba: Sequence[float] = mcolors.to_rgba(BAD_COLOR)
-                elif v < self.lo:
-                    rgba = mcolors.to_rgba(UNDER_COLOR)
+                if failed[r, c]:
+                    rgba: Sequence[float] = mcolors.to_rgba(UNDER_COLOR)
+                elif self.log and v <= 0:
+                    rgba = mcolors.to_rgba(BAD_COLOR)
                 else:
                     rgba = self.cmap(self.norm(v))
-                failed = self.fail_below is not None and v < self.fail_below
-                txt.set_text("fail" if failed else self.text_of(v))
+                txt.set_text("fail" if failed[r, c] else self.text_of(v))
                 txt.set_color("black" if _luminance(rgba) > 0.30 else "white")
 
         handles = []
@@ -295,6 +318,8 @@ class LatticePlot:
                 Line2D([], [], marker=_CORNER_MARKER, markersize=9, markerfacecolor="white",
                        markeredgecolor="#333333", markeredgewidth=0.6, linestyle="none", label="written this step")
             )
+        if failed.any():
+            handles.append(Patch(facecolor=UNDER_COLOR, edgecolor="none", label="failed (fitness 0)"))
         old = ax.get_legend()
         if old is not None:
             old.remove()
@@ -323,22 +348,26 @@ def plot_lattice(
     colorbar: bool = True,
     log: bool = False,
     fail_below: float | None = None,
+    robust: bool = False,
 ) -> Figure:
     """Draw an L x L lattice as a heatmap (one square per cell) and return its figure.
 
-    Cells below ``vmin`` (or below ``fail_below``: failed candidates with fitness 0) are drawn
-    dark grey and NaN cells light grey, so one failure does not wash out the colour scale.
-    ``master``/``partner`` are (row, col) cells outlined in red/orange; ``changed`` cells
-    (written this step) get a white corner flag. ``annotate`` writes each value in its cell
-    (default: only when L <= 12) in black or white by the cell's luminance; ``fmt`` is a format
-    spec, a ``{}`` template or a callable. ``log`` uses a logarithmic colour scale.
+    Cells below ``fail_below`` (failed candidates: fitness 0) are dark grey with "fail" written,
+    NaN cells light grey, so failures do not wash out the colour scale; values below ``vmin``
+    take the lowest colour and the colorbar gets an arrow. ``robust`` starts an automatic scale
+    at a far-out low fence (Q1 - 3 IQR) so one stray low value does not flatten the rest.
+    Whole-number data get a discrete scale. ``master``/``partner`` are (row, col) cells outlined
+    in red/orange; ``changed`` cells (written this step) get a white corner flag. ``annotate``
+    writes each value in its cell (default: only when L <= 12) in black or white by the cell's
+    luminance; ``fmt`` is a format spec, a ``{}`` template or a callable. ``log`` uses a
+    logarithmic colour scale.
     """
     data = np.asarray(values, dtype=float)
     if data.ndim != 2:
         raise ValueError(f"lattice values must be a 2-D array, got shape {data.shape}")
     plot = LatticePlot(
         data.shape, ax, scale_values=data, cmap=cmap, vmin=vmin, vmax=vmax, label=label, annotate=annotate,
-        fmt=fmt, colorbar=colorbar, log=log, fail_below=fail_below,
+        fmt=fmt, colorbar=colorbar, log=log, fail_below=fail_below, robust=robust,
     )
     return plot.update(data, title=title, master=master, partner=partner, changed=changed)
 
@@ -381,14 +410,22 @@ def plot_best_vs_trainings(
     *,
     title: str | None = "Best fitness found against trainings",
     color: str | None = None,
+    init_trainings: int | None = None,
 ) -> Figure:
     """Plot the best fitness found so far against the number of trainings (comparable across methods).
 
     Call it again with the same ``ax`` and another ``label`` to compare runs on one plot.
+    ``init_trainings`` marks where the initial population's trainings end (a dashed line).
     """
     fig, ax = _new_axes(ax, (7.0, 4.2))
     x = np.asarray(trainings, dtype=float)
     y = np.asarray(best_so_far, dtype=float)
+    if init_trainings:
+        ax.axvline(init_trainings + 0.5, color="#888888", linestyle="--", linewidth=1.0, zorder=0)
+        ax.annotate(
+            "initial population trained", (init_trainings + 0.5, 0.02), xycoords=("data", "axes fraction"),
+            xytext=(4, 0), textcoords="offset points", ha="left", va="bottom", fontsize=8, color="#666666",
+        )
     (line,) = ax.plot(x, y, drawstyle="steps-post", linewidth=2.0, color=color or None, label=label)
     if len(x):
         ax.plot(x[-1:], y[-1:], marker="o", color=line.get_color(), markersize=5)
@@ -564,13 +601,12 @@ def render_heatmaps(
     scale = np.stack(frames) if steps == "all" else frames[0]
     plot = LatticePlot(
         frames[0].shape, scale_values=scale, cmap=_CMAPS[metric], label=METRICS[metric], log=log,
-        fail_below=fail_below,
+        fail_below=fail_below, robust=metric == "fitness",
     )
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    gif_frames = []
 
     def show(row: Mapping[str, Any], values: np.ndarray) -> Figure:
         record = row.get("record") or {}
@@ -597,18 +633,58 @@ def render_heatmaps(
         path = out / f"{metric}_step_{int(row['step']):04d}.png"
         image.save(path, format="PNG")
         written.append(path)
-        if steps == "all":
-            gif_frames.append(image.quantize(colors=255, method=_MEDIANCUT, dither=_NO_DITHER))
-    if steps == "all" and gif_frames:
+    if steps == "all":
         gif_path = out / f"{metric}_evolution.gif"
-        durations = [gif_frame_ms] * len(gif_frames)
-        durations[-1] = max(gif_frame_ms, 2500)  # hold the final lattice
-        gif_frames[0].save(
-            gif_path, save_all=True, append_images=gif_frames[1:], duration=durations, loop=0, optimize=False,
-            disposal=1,
-        )
+        _write_gif(written, gif_path, gif_frame_ms)
         written.append(gif_path)
     return written
+
+
+def _write_gif(frames: Sequence[Path], path: Path, frame_ms: int) -> None:
+    """An animated GIF of the PNG ``frames``: one shared palette, only changed pixels stored.
+
+    The palette (255 colours from a montage of up to 8 frames spread over the run) is shared,
+    so a pixel that did not change keeps its index; such pixels are written as the transparent
+    index 255 over the previous frame (disposal 1), which LZW squeezes to almost nothing.
+    """
+    from PIL import Image
+
+    picks = sorted({round(i * (len(frames) - 1) / 7) for i in range(8)}) if len(frames) > 1 else [0]
+    samples = []
+    for i in picks:
+        with Image.open(frames[i]) as image:
+            samples.append(image.convert("RGB"))
+    width, height = samples[0].size
+    montage = Image.new("RGB", (width, height * len(samples)))
+    for i, sample in enumerate(samples):
+        montage.paste(sample, (0, i * height))
+    palette_image = montage.quantize(colors=255, method=_MEDIANCUT, dither=_NO_DITHER)
+    palette = (palette_image.getpalette() or [])[: 255 * 3]
+    palette += [0] * (255 * 3 - len(palette)) + [255, 0, 255]  # index 255: transparent
+
+    previous: np.ndarray | None = None
+
+    def frame(p: Path) -> Any:
+        nonlocal previous
+        with Image.open(p) as image:
+            indices = np.array(image.convert("RGB").quantize(palette=palette_image, dither=_NO_DITHER))
+        shown = indices.copy()
+        if previous is not None:
+            shown[indices == previous] = 255
+        previous = indices
+        out = Image.fromarray(shown.astype(np.uint8), "P")
+        out.putpalette(palette)
+        out.info["transparency"] = 255
+        return out
+
+    durations = [frame_ms] * len(frames)
+    durations[-1] = max(frame_ms, 2500)  # hold the final lattice
+    first = frame(frames[0])
+    rest = [frame(p) for p in frames[1:]]  # palette images: one byte per pixel
+    first.save(
+        path, save_all=True, append_images=rest, duration=durations, loop=0, optimize=False, disposal=1,
+        transparency=255,
+    )
 
 
 def _render(fig: Figure, dpi: int) -> Any:
@@ -647,7 +723,8 @@ def render_curves(store: Any, out_dir: str | Path, *, dpi: int = 120) -> list[Pa
         hits = getattr(store, "cache_hits", None)
         title = f"Best fitness against trainings ({len(evaluations)} trainings"
         title += f", {hits} cache hits)" if hits is not None else ")"
-        fig = plot_best_vs_trainings(x, best, title=title)
+        init = sum(1 for ev in evaluations if ev.get("step") == 0)
+        fig = plot_best_vs_trainings(x, best, title=title, init_trainings=init or None)
         path = out / "best_vs_trainings.png"
         fig.savefig(path, dpi=dpi)
         fig.clear()

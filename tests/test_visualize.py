@@ -105,6 +105,35 @@ def test_failures_and_missing_values_do_not_wash_out_the_scale() -> None:
     assert "fail" in texts and ".900" in texts and "" in texts  # NaN cell left blank
 
 
+def test_failed_cells_are_painted_over_and_explained_in_the_legend() -> None:
+    fig = viz.plot_lattice(np.array([[0.0, 0.9], [0.95, 0.92]]), fail_below=1e-12)
+    ax = fig.axes[0]
+    assert ax.images[1].get_array().mask.tolist() == [[False, True], [True, True]]  # the overlay
+    assert ax.images[0].get_array().mask[0, 0]
+    assert "failed (fitness 0)" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_robust_scale_keeps_one_stray_low_value_from_flattening_the_rest() -> None:
+    values = np.linspace(0.93, 0.98, 81).reshape(9, 9)
+    values[1, 8] = 0.705
+    plain = viz.plot_lattice(values).axes[0].images[0].norm
+    robust_fig = viz.plot_lattice(values, robust=True)
+    robust = robust_fig.axes[0].images[0].norm
+    assert plain.vmin == pytest.approx(0.705)
+    assert 0.705 < robust.vmin < 0.93 and robust.vmax == pytest.approx(0.98)
+    assert robust_fig.axes[0].images[0].colorbar.extend == "min"  # an arrow for what lies below
+    wide = np.linspace(0.1, 0.9, 81).reshape(9, 9)  # a genuinely wide spread is left alone
+    assert viz.plot_lattice(wide, robust=True).axes[0].images[0].norm.vmin == pytest.approx(0.1)
+
+
+def test_whole_numbers_get_a_discrete_scale() -> None:
+    fig = viz.plot_lattice([[1, 2], [2, 4]])
+    norm = fig.axes[0].images[0].norm
+    assert isinstance(norm, mcolors.BoundaryNorm)
+    assert list(norm.boundaries) == [0.5, 1.5, 2.5, 3.5, 4.5]
+    assert [t.get_text() for t in fig.axes[0].texts] == ["1", "2", "2", "4"]
+
+
 def test_plot_lattice_draws_into_a_given_axes_and_formats() -> None:
     fig = Figure()
     ax = fig.add_subplot()
@@ -203,8 +232,11 @@ def test_render_all_writes_every_frame_and_a_gif_with_one_colour_scale(tmp_path)
     gif = written[-1]
     assert gif.name == "params_evolution.gif"
     with Image.open(gif) as im:
-        assert sum(1 for _ in ImageSequence.Iterator(im)) == 4
-        assert im.size == sizes.pop()
+        decoded = [np.asarray(f.convert("RGB"), dtype=float) for f in ImageSequence.Iterator(im)]
+        assert len(decoded) == 4 and im.size == sizes.pop()
+    # frames are stored as changes over the previous one: decoding must give every frame back
+    for frame, png in zip(decoded, pngs):
+        assert np.abs(frame - np.asarray(Image.open(png).convert("RGB"), dtype=float)).mean() < 4
 
 
 def test_render_curves(tmp_path) -> None:

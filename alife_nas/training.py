@@ -302,21 +302,34 @@ class Trainer:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.data = data
-        self.settings = settings
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
-        self.amp = self.cuda and settings.amp
         self.memory_format = torch.channels_last if (self.cuda and settings.channels_last) else torch.contiguous_format
-        self.augment = Augmentation.from_settings(settings, data.name)
-        # Normalised once, on the device; fp16 halves memory and bandwidth on CUDA.
-        channels = data.input_shape[0]
+        self.dtype = torch.float16 if self.cuda else torch.float32  # fp16 halves memory and bandwidth on CUDA
+        self._normalized: str | None = None
+        self.settings = settings  # normalises and moves the splits (once)
+
+    @property
+    def settings(self) -> TrainSettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: TrainSettings) -> None:
+        """Swap settings between trainings; the resident data is redone only if normalisation changes."""
+        self._settings = settings
+        self.amp = self.cuda and settings.amp
+        self.augment = Augmentation.from_settings(settings, self.data.name)
+        if settings.normalize == self._normalized:
+            return
+        data, channels = self.data, self.data.input_shape[0]
         self.mean = torch.tensor(data.mean, dtype=torch.float32, device=self.device).view(1, channels, 1, 1)
         scale = data.std if settings.normalize == "standardize" else (255.0,) * channels
         self.scale = torch.tensor(scale, dtype=torch.float32, device=self.device).view(1, channels, 1, 1)
-        self.dtype = torch.float16 if self.cuda else torch.float32
+        self.train_x = self.val_x = self.test_x = None  # free the old copies before making new ones
         self.train_x, self.train_y = self._put(data.train_x), data.train_y.to(self.device)
         self.val_x, self.val_y = self._put(data.val_x), data.val_y.to(self.device)
         self.test_x, self.test_y = self._put(data.test_x), data.test_y.to(self.device)
+        self._normalized = settings.normalize
 
     def _put(self, images: torch.Tensor) -> torch.Tensor:
         out = torch.empty(images.shape, dtype=self.dtype, device=self.device).contiguous(memory_format=self.memory_format)

@@ -85,6 +85,16 @@ def test_deterministic_at_default_threads(digits, one_thread):
     assert a.failure is None and (a.fitness, a.history) == (b.fitness, b.history)
 
 
+def test_settings_swapped_between_trainings(digits):
+    trainer = Trainer(digits, make_settings("paper", max_epochs=1))
+    centred = trainer.train_x
+    assert abs(float(centred.mean())) < 0.01 and float(centred.std()) < 1  # (x - mean) / 255
+    trainer.settings = make_settings("fast", max_epochs=1)
+    assert float(trainer.train_x.std()) == pytest.approx(1.0, abs=0.01)  # (x - mean) / std, redone once
+    assert trainer.augment == Augmentation(0.125, 0.0, False)
+    assert trainer.train("M", seed=0).failure is None
+
+
 def test_batch_larger_than_train_split(digits):
     r = Trainer(digits, make_settings("fast", max_epochs=2, batch_size=100_000)).train("M", seed=0)
     assert r.failure is None and r.epochs == 2

@@ -2,20 +2,17 @@
 
 The ``plot_*`` functions work on plain data (numpy arrays, lists), take an optional matplotlib
 ``ax`` and return the :class:`~matplotlib.figure.Figure`; they never touch pyplot's global state,
-so they work headless and inside other programs. The ``render_*`` functions read a run store and
+so they work headless and inside other programs (no backend is chosen or changed here: figures are
+drawn with the Agg canvas directly). The ``render_*`` functions read a run store and
 write files. This module is the only place that imports matplotlib; the core never imports it.
 """
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import matplotlib
-
-matplotlib.use("Agg", force=False)  # headless; a no-op if the caller already chose a backend
-
 import numpy as np
 from matplotlib import colors as mcolors
 from matplotlib import patheffects
@@ -396,7 +393,7 @@ def plot_fitness_curves(
         ax.set_title(title)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize=9)
+    ax.legend(loc="best", fontsize=9)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     return fig

@@ -190,3 +190,14 @@ def test_bad_choices_are_refused(run_dir: Path) -> None:
     assert CliRunner().invoke(main, ["heatmap", str(run_dir), "--metric", "colour"]).exit_code == 2
     assert CliRunner().invoke(main, ["export", str(run_dir), "--format", "csv"]).exit_code == 2
     assert CliRunner().invoke(main, ["export", str(run_dir), "--top", "0"]).exit_code == 2
+
+
+def test_a_run_without_lattice_has_curves_but_no_heatmap(tmp_path: Path) -> None:
+    config = RunConfig(strategy="random", steps=2, seed=3, input_shape=[1, 8, 8], num_classes=10, filters=[16, 32])
+    run = Run.create(str(tmp_path / "random"), config, fake_score)
+    run.advance()
+    run.store.close()
+    result = CliRunner().invoke(main, ["heatmap", str(tmp_path / "random")])
+    assert result.exit_code == 2 and "has no lattice to draw" in result.output
+    result = invoke("curves", tmp_path / "random", "--out", tmp_path / "pics")
+    assert result.exit_code == 0 and [p.name for p in (tmp_path / "pics").iterdir()] == ["best_vs_trainings.png"]

@@ -1,5 +1,5 @@
 import pytest
-from conftest import fake_score
+from tests.conftest import fake_score
 
 from alife_nas.compare import RunCurve, aggregate, best_so_far, comparison_table, load_curve, plot_comparison
 from alife_nas.run import Run, RunConfig

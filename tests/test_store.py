@@ -1,7 +1,7 @@
 import sqlite3
 
 import pytest
-from conftest import tree_state
+from tests.conftest import tree_state
 
 from alife_nas.run import Run, RunConfig
 from alife_nas.store import DB_NAME, SCHEMA_VERSION, RunStore, RunStoreError

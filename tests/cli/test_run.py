@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import tree_state
+from tests.conftest import tree_state
 
 from alife_nas.cli import main
 from alife_nas.store import DB_NAME, RunStore
@@ -187,4 +187,4 @@ def test_config_file_supplies_options(tmp_path):
 def test_help_shows_defaults():
     result = CliRunner().invoke(main, ["evolve", "--help"])
     assert result.exit_code == 0
-    assert "--lattice" in result.output and "[default: 5" in result.output and "--config" in result.output
+    assert "--lattice" in result.output and "[default: 4" in result.output and "--config" in result.output

@@ -23,6 +23,8 @@ from matplotlib.patches import Patch, Rectangle
 from matplotlib.path import Path as MplPath
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from alife_nas.compare import best_so_far as running_best
+
 __all__ = [
     "METRICS",
     "LatticePlot",
@@ -733,13 +735,11 @@ def render_curves(store: Any, out_dir: str | Path, *, dpi: int = 120) -> list[Pa
 
 def best_so_far(evaluations: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[float]]:
     """Number of trainings 1..n and the best fitness found after each (failures count as 0)."""
-    xs: list[int] = []
-    ys: list[float] = []
-    best = -math.inf
-    for i, ev in enumerate(sorted(evaluations, key=lambda e: e.get("order") or 0), start=1):
-        fit = ev.get("fitness")
-        if fit is not None and ev.get("failure") is None and math.isfinite(float(fit)):
-            best = max(best, float(fit))
-        xs.append(i)
-        ys.append(best if best > -math.inf else 0.0)
-    return xs, ys
+    ordered = sorted(evaluations, key=lambda e: e.get("order") or 0)
+    fitness = [
+        float(ev["fitness"])
+        if ev.get("fitness") is not None and ev.get("failure") is None and math.isfinite(float(ev["fitness"]))
+        else 0.0
+        for ev in ordered
+    ]
+    return list(range(1, len(ordered) + 1)), running_best(fitness)

@@ -13,7 +13,7 @@ baselines get the same number of trainings):
 
     python experiments/compare_strategies.py --out runs/compare-cifar --dataset cifar10 \
         --budget 1000 --seeds 0,1,2 --preset paper --lattice 9 --filters 16,32,64,96,128,192,224,256,512 \
-        --device cuda --extra=--max-epochs=100
+        --max-epochs 100 --device cuda --retrain
 """
 from __future__ import annotations
 

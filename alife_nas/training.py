@@ -6,7 +6,7 @@ The hot loop in the spirit of the fastest CIFAR-10 trainers (SPEC §5):
   channels-last on CUDA), when the :class:`Trainer` is made; nothing is rebuilt per training;
 * each epoch is a device-side ``randperm``; a batch is an index into the resident tensor;
 * augmentation runs on the whole batch with tensor ops: integer shifts by replicate-padding
-  plus two ``gather``s, or (when rotations are on) one ``affine_grid`` + ``grid_sample`` doing
+  plus one ``gather``, or (when rotations are on) one ``affine_grid`` + ``grid_sample`` doing
   rotation and shift together, and random flips by ``torch.where``;
 * bf16 autocast on CUDA, plain fp32 on CPU; no DataLoader and no per-image Python anywhere.
 
@@ -222,7 +222,7 @@ class Augmentation:
     """Batched on-device augmentation. ``shift`` is a fraction of the side, ``rotation`` degrees.
 
     With rotation off, shifts are whole pixels (``max(1, round(shift * side))``), done by
-    replicate-padding and two gathers. With rotation on, rotation and a continuous shift share
+    replicate-padding and one gather. With rotation on, rotation and a continuous shift share
     one ``affine_grid`` + bilinear ``grid_sample`` (border fill, like Keras' 'nearest').
     """
 
@@ -255,13 +255,13 @@ class Augmentation:
     def _translate(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, c, h, w = x.shape
         sy, sx = (max(1, round(self.shift * side)) for side in (h, w))
-        padded = F.pad(x, (sx, sx, sy, sy), mode="replicate")
+        padded = F.pad(x, (sx, sx, sy, sy), mode="replicate").flatten(2)  # N x C x (H+2sy)(W+2sx)
         dev = x.device
-        dy = torch.randint(0, 2 * sy + 1, (n, 1), generator=generator, device=dev)
-        dx = torch.randint(0, 2 * sx + 1, (n, 1), generator=generator, device=dev)
-        rows = (torch.arange(h, device=dev) + dy).view(n, 1, h, 1).expand(n, c, h, w + 2 * sx)
-        cols = (torch.arange(w, device=dev) + dx).view(n, 1, 1, w).expand(n, c, h, w)
-        return padded.gather(2, rows).gather(3, cols)
+        dy = torch.randint(0, 2 * sy + 1, (n, 1, 1), generator=generator, device=dev)
+        dx = torch.randint(0, 2 * sx + 1, (n, 1, 1), generator=generator, device=dev)
+        # One gather over the flattened padded image: output (i, j) reads (i + dy, j + dx).
+        idx = (torch.arange(h, device=dev).view(1, h, 1) + dy) * (w + 2 * sx) + torch.arange(w, device=dev).view(1, 1, w) + dx
+        return padded.gather(2, idx.view(n, 1, h * w).expand(n, c, h * w)).view(n, c, h, w)
 
     def _affine(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -396,7 +396,7 @@ class Trainer:
     # --- the hot loop ------------------------------------------------------------------------
     def _run(self, genome: Genome, seed: int, evaluate_test: bool, on_epoch, progress: _Progress) -> None:
         s = self.settings
-        torch.manual_seed(seed)  # inside fork_rng: weights and dropout, without touching the caller's RNG
+        torch.manual_seed(seed % 2**63)  # inside fork_rng: weights and dropout, caller's RNG untouched
         model = build_model(genome, self.data.input_shape, self.data.num_classes, s.hidden, s.init)
         model = model.to(self.device, memory_format=self.memory_format)
         gen = torch.Generator(device=self.device)

@@ -10,12 +10,12 @@ import click
 
 
 class UserError(click.ClickException):
-    """A mistake by the user: one line on stderr, exit code 2, no traceback."""
+    """A mistake by the user: one line on stderr, exit code 2, no traceback.
+
+    The ``alife-nas`` group (``OneLineErrorGroup``) prints every ClickException as one line.
+    """
 
     exit_code = 2
-
-    def show(self, file: Any = None) -> None:  # one line, no "Usage:" block
-        click.echo(f"Error: {self.format_message()}", err=True)
 
 
 def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:

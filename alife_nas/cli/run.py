@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -11,7 +12,7 @@ import click
 from alife_nas.cli import main
 from alife_nas.cli._common import UserError, config_option, parse_filters, resolve_device
 from alife_nas.run import SAFE_TO_CHANGE, Run, RunConfig, config_differences
-from alife_nas.store import RunStore, RunStoreError
+from alife_nas.store import DB_NAME, RunStore, RunStoreError
 
 # Defaults sized so that `alife-nas evolve --out DIR` alone is a complete small search on the
 # bundled digits set in a few minutes on 2 CPU cores. The seed's CIFAR-10 protocol is
@@ -180,9 +181,7 @@ def _scorer(config: RunConfig, data: Any, device: str, reporter: Reporter) -> Ca
 @run_options(defaults=True)
 def evolve(out: str, **options: Any) -> None:
     """Start a run in --out (refused when it already holds one) and run it to its end."""
-    from alife_nas.store import DB_NAME
-    from pathlib import Path
-
+    # RunStore.create refuses this too; checking first avoids loading the data set for nothing.
     if (Path(out) / DB_NAME).exists():
         raise UserError(f"{out} already holds a run; continue it with 'alife-nas resume {out}'")
     device = resolve_device(options["device"])

@@ -45,13 +45,16 @@ def _retrain_best(curves: list, configs: list[dict], device: str) -> None:
     from alife_nas.genome import parse_genome
     from alife_nas.training import Trainer, TrainSettings
 
+    loaded: dict[tuple, object] = {}  # runs of one comparison usually share their data set: load it once
     for curve, config in zip(curves, configs):
         if curve.best_genome is None:
             continue
-        try:
-            data = load_dataset(config["dataset"], config.get("data_dir", "data"), val_size=config["val_size"])
-        except DatasetError as exc:
-            raise UserError(str(exc)) from None
-        trainer = Trainer(data, TrainSettings.from_dict(config["settings"]), device)
+        key = (config["dataset"], config.get("data_dir", "data"), config["val_size"])
+        if key not in loaded:
+            try:
+                loaded[key] = load_dataset(key[0], key[1], val_size=key[2])
+            except DatasetError as exc:
+                raise UserError(str(exc)) from None
+        trainer = Trainer(loaded[key], TrainSettings.from_dict(config["settings"]), device)
         result = trainer.train(parse_genome(curve.best_genome), seed=0, evaluate_test=True)
         curve.test_accuracy = result.test_accuracy

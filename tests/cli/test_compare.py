@@ -5,6 +5,9 @@ from click.testing import CliRunner
 
 from alife_nas.cli import main
 from alife_nas.run import Run, RunConfig
+from alife_nas.data import load_dataset
+from alife_nas.genome import parse_genome
+from alife_nas.training import Trainer, TrainSettings, make_settings
 from tests.conftest import fake_score
 
 
@@ -35,3 +38,30 @@ def test_compare_refuses_a_non_run(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "alife_nas", "compare", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "not an alife_nas run directory" in proc.stderr
+
+
+def test_compare_retrain_adds_test_accuracy_with_the_real_trainer(tmp_path):
+    # Searched with the fake score (fast), but re-trained for real on digits with the runs' own settings.
+    settings = make_settings("fast", max_epochs=4).to_dict()
+    dirs = []
+    for strategy in ("neuralfinder", "random"):
+        path = tmp_path / strategy
+        config = RunConfig(strategy=strategy, lattice=2, steps=None, budget=6, seed=0, filters=[16, 32],
+                           random_max_layers=3, settings=settings)
+        run = Run.create(str(path), config, fake_score)
+        run.advance()
+        run.store.close()
+        dirs.append(str(path))
+    out = tmp_path / "report"
+    result = CliRunner().invoke(main, ["compare", *dirs, "--out", str(out), "--retrain", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in (out / "comparison.txt").read_text().splitlines()]
+    run_rows = {row[0]: row for row in rows if row and row[0] in ("neuralfinder", "random") and row[2] == "0"}
+    assert set(run_rows) == {"neuralfinder", "random"}
+    # The reported number is exactly a seed-0 re-training of the run's best genome with the run's settings.
+    data = load_dataset("digits", val_size=0.2)
+    trainer = Trainer(data, TrainSettings.from_dict(settings), "cpu")
+    for row in run_rows.values():
+        expected = trainer.train(parse_genome(row[7]), seed=0, evaluate_test=True).test_accuracy
+        assert 0.0 < expected <= 1.0
+        assert float(row[6]) == round(expected, 4)

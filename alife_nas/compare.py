@@ -93,14 +93,21 @@ def comparison_table(curves: Sequence[RunCurve], budget: int | None = None) -> s
     return "\n".join(lines)
 
 
-def plot_comparison(curves: Sequence[RunCurve], ax: Any = None, budget: int | None = None) -> Any:
-    """Best fitness against trainings: a thin line per run, median and min–max band per strategy."""
+def plot_comparison(curves: Sequence[RunCurve], ax: Any = None, budget: int | None = None, zoom: bool = False) -> Any:
+    """Best fitness against trainings: a thin line per run, median and min–max band per strategy.
+
+    Without ``ax`` the figure has two panels: the whole run, and ``zoom`` — the same curves after
+    the first tenth of the budget with the y-axis fitted to them, because methods on one data set
+    usually end within a point or two of each other and the early climb flattens them otherwise.
+    """
     from matplotlib.figure import Figure
 
     if ax is None:
-        fig = Figure(figsize=(7, 4.5), layout="constrained")
-        ax = fig.add_subplot()
-    fig = ax.figure
+        fig = Figure(figsize=(12, 4.5), layout="constrained")
+        whole, zoomed = fig.subplots(1, 2)
+        plot_comparison(curves, whole, budget)
+        plot_comparison(curves, zoomed, budget, zoom=True)
+        return fig
     agg = aggregate(curves, budget)
     colours = {}
     for i, (strategy, a) in enumerate(sorted(agg.items())):
@@ -111,11 +118,27 @@ def plot_comparison(curves: Sequence[RunCurve], ax: Any = None, budget: int | No
             ax.fill_between(x, a["low"], a["high"], color=colour, alpha=0.18, linewidth=0)
             ax.plot(x, a["median"], color=colour, linewidth=2, label=f"{strategy} (median of {len(a['runs'])})")
     for c in curves:
-        x = np.arange(1, len(c.best) + 1)
-        ax.plot(x, c.best, color=colours[c.strategy], linewidth=0.7, alpha=0.5)
+        best = c.best[:budget] if budget else c.best  # the step that crossed the budget may overshoot it
+        ax.plot(np.arange(1, len(best) + 1), best, color=colours[c.strategy], linewidth=0.7, alpha=0.5)
     ax.set_xlabel("trainings used")
     ax.set_ylabel("best validation accuracy so far")
     ax.set_title("Best fitness found against trainings")
+    if zoom:
+        _zoom_on_the_late_part(ax, [c.best[:budget] if budget else c.best for c in curves], agg)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    return fig
+    return ax.figure
+
+
+def _zoom_on_the_late_part(ax: Any, runs: Sequence[Sequence[float]], agg: dict) -> None:
+    """Limit the axes to trainings after the first tenth, y fitted to every curve drawn there."""
+    end = max([len(best) for best in runs] + [a["trainings"] for a in agg.values()] + [1])
+    start = max(1, end // 10)
+    late = [np.asarray(best[start - 1:], dtype=float) for best in runs]
+    late += [np.asarray(a[key][start - 1:], dtype=float) for a in agg.values() for key in ("low", "high")]
+    values = np.concatenate([v for v in late if v.size] or [np.zeros(1)])
+    low, high = float(values.min()), float(values.max())
+    pad = max(0.002, 0.08 * (high - low))
+    ax.set_xlim(start, end)
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_title(f"Zoomed: trainings {start}–{end}")

@@ -4,9 +4,9 @@ Runs every strategy for several seeds through the real CLI (real trainer, real r
 `alife-nas compare` on all runs. Runs that exist already are resumed, so the script can be
 stopped and started again.
 
-Offline digits on CPU (what docs/baselines.md reports):
+Offline digits on CPU (what docs/baselines.md reports; about 70 minutes on 2 CPU cores):
 
-    python experiments/compare_strategies.py --out runs/compare-digits
+    OMP_NUM_THREADS=1 python experiments/compare_strategies.py --out runs/compare-digits --device cpu --retrain
 
 The seed's protocol on CIFAR-10, one GPU (9×9 lattice, 150 steps ≈ 1,000 trainings; the
 baselines get the same number of trainings):
@@ -29,12 +29,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/compare-digits")
     parser.add_argument("--dataset", default="digits")
-    parser.add_argument("--budget", type=int, default=80, help="trainings per run")
-    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--budget", type=int, default=150, help="trainings per run")
+    parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--lattice", type=int, default=5)
     parser.add_argument("--filters", default="16,32,64,96,128")
-    parser.add_argument("--max-epochs", type=int, default=5)
+    parser.add_argument("--max-epochs", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--retrain", action="store_true", help="re-train each run's best for test accuracy")

@@ -32,7 +32,26 @@ def test_table_and_plot():
     table = comparison_table(curves())
     assert "neuralfinder" in table and "0.9000" in table and "0.8000" in table
     fig = plot_comparison(curves())
-    assert len(fig.axes[0].lines) == 5  # two medians + three runs
+    whole, zoomed = fig.axes
+    assert len(whole.lines) == 5 and len(zoomed.lines) == 5  # two medians + three runs, in each panel
+    assert whole.get_ylim()[0] < 0.1
+
+
+def test_zoomed_panel_fits_the_late_part():
+    # A steep start (0.1) then a plateau between 0.95 and 0.97: the zoom leaves the start out.
+    late = [0.1] + [0.95] * 9 + [0.96] * 5 + [0.97] * 5
+    runs = [RunCurve("a", "random", 1, late, "16", 0.97), RunCurve("b", "neuralfinder", 1, [0.1] + [0.955] * 19, "32", 0.955)]
+    zoomed = plot_comparison(runs).axes[1]
+    assert zoomed.get_xlim() == (2, 20)
+    low, high = zoomed.get_ylim()
+    assert 0.94 < low < 0.95 and 0.97 < high < 0.98
+
+
+def test_plot_comparison_draws_one_panel_on_a_given_ax():
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot()
+    assert plot_comparison(curves(), ax, zoom=True) is ax.figure and len(ax.figure.axes) == 1
 
 
 def test_load_curve_from_a_real_store(tmp_path):

@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--retrain", action="store_true", help="re-train each run's best for test accuracy")
+    parser.add_argument("--retrain-seeds", type=int, default=1, help="with --retrain: mean over this many re-trainings")
     parser.add_argument("--extra", action="append", default=[], help="more evolve options, e.g. --extra=--patience=5")
     args = parser.parse_args()
 
@@ -58,7 +59,7 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "alife_nas", *cmd], check=True)
     compare = ["compare", *run_dirs, "--out", str(out / "report"), "--budget", str(args.budget)]
     if args.retrain:
-        compare += ["--retrain", "--device", args.device]
+        compare += ["--retrain", "--retrain-seeds", str(args.retrain_seeds), "--device", args.device]
     subprocess.run([sys.executable, "-m", "alife_nas", *compare], check=True)
 
 

@@ -16,8 +16,10 @@ from alife_nas.store import RunStore, RunStoreError
 @click.option("--out", type=click.Path(file_okay=False), default="comparison", help="Folder for comparison.png and comparison.txt.")
 @click.option("--budget", type=click.IntRange(1), default=None, help="Cut every run at this many trainings (default: the shortest run of each strategy).")
 @click.option("--retrain/--no-retrain", default=False, help="Re-train each run's best architecture and report its test accuracy.")
+@click.option("--retrain-seeds", type=click.IntRange(1), default=1, show_default=True,
+              help="With --retrain: re-train with seeds 0..N-1 and report the mean test accuracy.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="Where to re-train.")
-def compare(run_dirs: tuple[str, ...], out: str, budget: int | None, retrain: bool, device: str) -> None:
+def compare(run_dirs: tuple[str, ...], out: str, budget: int | None, retrain: bool, retrain_seeds: int, device: str) -> None:
     """Compare runs (several seeds per strategy are aggregated: median and min–max)."""
     curves, configs = [], []
     for run_dir in run_dirs:
@@ -28,7 +30,7 @@ def compare(run_dirs: tuple[str, ...], out: str, budget: int | None, retrain: bo
         except RunStoreError as exc:
             raise UserError(str(exc)) from None
     if retrain:
-        _retrain_best(curves, configs, resolve_device(device))
+        _retrain_best(curves, configs, resolve_device(device), retrain_seeds)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = comparison_table(curves, budget)
@@ -39,8 +41,12 @@ def compare(run_dirs: tuple[str, ...], out: str, budget: int | None, retrain: bo
     click.echo(f"wrote {out_dir / 'comparison.png'} and {out_dir / 'comparison.txt'}")
 
 
-def _retrain_best(curves: list, configs: list[dict], device: str) -> None:
-    """Re-train each best genome with its run's settings (fixed seed 0) and record test accuracy."""
+def _retrain_best(curves: list, configs: list[dict], device: str, seeds: int = 1) -> None:
+    """Re-train each best genome with its run's settings (seeds 0..seeds-1) and record the mean test accuracy.
+
+    One re-training is noisy (and the search's best validation score is biased upwards), so
+    several seeds give a fairer number; a failed re-training counts as 0, like in the search.
+    """
     from alife_nas.data import DatasetError, load_dataset
     from alife_nas.genome import parse_genome
     from alife_nas.training import Trainer, TrainSettings
@@ -56,5 +62,9 @@ def _retrain_best(curves: list, configs: list[dict], device: str) -> None:
             except DatasetError as exc:
                 raise UserError(str(exc)) from None
         trainer = Trainer(loaded[key], TrainSettings.from_dict(config["settings"]), device)
-        result = trainer.train(parse_genome(curve.best_genome), seed=0, evaluate_test=True)
-        curve.test_accuracy = result.test_accuracy
+        accuracies = []
+        for seed in range(seeds):
+            click.echo(f"re-training {curve.name}'s best {curve.best_genome} (seed {seed})", err=True)
+            result = trainer.train(parse_genome(curve.best_genome), seed=seed, evaluate_test=True)
+            accuracies.append(result.test_accuracy or 0.0)
+        curve.test_accuracy = sum(accuracies) / len(accuracies)

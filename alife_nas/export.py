@@ -26,6 +26,8 @@ __all__ = [
     "read_json",
     "pytorch_source",
     "pytorch_filename",
+    "check_target",
+    "export_text",
     "write_export",
     "retrain",
     "full_training_splits",
@@ -329,6 +331,27 @@ if __name__ == "__main__":
 # --------------------------------------------------------------------------------------------
 # writing
 # --------------------------------------------------------------------------------------------
+def check_target(fmt: str, out: str | Path) -> None:
+    """Refuse an output path of the wrong kind before any work: a folder for 'pytorch', a file otherwise."""
+    out = Path(out)
+    if fmt == "pytorch":
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"{out} is a file; the pytorch export writes one .py per architecture into a folder")
+    elif out.is_dir():
+        raise ValueError(f"{out} is a folder; give a file name for the {fmt} export")
+
+
+def export_text(rows: Sequence[Mapping[str, Any]], fmt: str, *, title: str | None = None) -> str:
+    """``rows`` as one of the text formats: json, paper or markdown."""
+    if fmt == "json":
+        return to_json(rows)
+    if fmt == "paper":
+        return to_paper(rows)
+    if fmt == "markdown":
+        return to_markdown(rows, title=title)
+    raise ValueError(f"{fmt!r} is not a text export format; expected json, paper or markdown")
+
+
 def write_export(
     rows: Sequence[Mapping[str, Any]],
     fmt: str,
@@ -344,11 +367,10 @@ def write_export(
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
     out = Path(out)
+    if fmt == "pytorch" and (input_shape is None or num_classes is None):
+        raise ValueError("the pytorch export needs the input shape and the number of classes")
+    check_target(fmt, out)
     if fmt == "pytorch":
-        if input_shape is None or num_classes is None:
-            raise ValueError("the pytorch export needs the input shape and the number of classes")
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"{out} is a file; the pytorch export writes one .py per architecture into a folder")
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for r in rows:
@@ -363,12 +385,8 @@ def write_export(
             )
             written.append(path)
         return written
-    if out.is_dir():
-        raise ValueError(f"{out} is a folder; give a file name for the {fmt} export")
-    text = {"json": to_json, "paper": to_paper}.get(fmt)
-    content = text(rows) if text else to_markdown(rows, title=title)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(content)
+    out.write_text(export_text(rows, fmt, title=title))
     return [out]
 
 

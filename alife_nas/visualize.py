@@ -24,6 +24,7 @@ from matplotlib.path import Path as MplPath
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from alife_nas.compare import best_so_far as running_best
+from alife_nas.genome import parse_genome
 
 __all__ = [
     "METRICS",
@@ -448,10 +449,6 @@ def plot_best_vs_trainings(
 # --------------------------------------------------------------------------------------------
 # run-store level
 # --------------------------------------------------------------------------------------------
-def _depth(genome_text: str) -> float:
-    return float(sum(1 for tok in str(genome_text).split("-") if tok.strip().isdigit()))
-
-
 def lattice_values(
     step_row: Mapping[str, Any],
     metric: str,
@@ -473,7 +470,7 @@ def lattice_values(
     if metric == "age":
         return float(step_row["step"]) - np.array(lattice["age"], dtype=float)
     if metric == "depth":
-        return np.array([[_depth(g) for g in row] for row in genomes], dtype=float)
+        return np.array([[parse_genome(g).num_convs for g in row] for row in genomes], dtype=float)
     lookup = evaluations_by_genome or {}
 
     def params_of(g: str) -> float:
@@ -538,7 +535,6 @@ def _params_lookup(store: Any, genomes: set[str], evaluations: list[dict]) -> di
     missing = [g for g in genomes if g not in lookup]
     if missing:  # e.g. genomes whose fitness came from the cache: compute what the builder would build
         try:
-            from alife_nas.genome import parse_genome
             from alife_nas.model import describe_genome
 
             cfg = store.config
@@ -580,13 +576,14 @@ def render_heatmaps(
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
-    all_rows = [r for r in store.step_rows() if r.get("lattice")]
-    if not all_rows and store.step_rows():
-        strategy = store.config.get("strategy", "this strategy")
+    config = store.config
+    step_rows = store.step_rows()  # every step's record and lattice: read once
+    all_rows = [r for r in step_rows if r.get("lattice")]
+    if not all_rows and step_rows:
+        strategy = config.get("strategy", "this strategy")
         raise ValueError(f"the run uses strategy {strategy!r}, which has no lattice to draw")
     chosen = _select_steps(all_rows, steps)
     last_step = int(all_rows[-1]["step"])
-    config = store.config
 
     lookup: dict[str, dict] = {}
     if metric == "params":

@@ -222,3 +222,18 @@ def test_full_training_splits_puts_validation_into_training() -> None:
 def test_retrain_seed_is_a_pure_function() -> None:
     assert ex.retrain_seed(0, 1) == ex.retrain_seed(0, 1) != ex.retrain_seed(0, 2)
     assert 0 <= ex.retrain_seed(2**40, 15) < 2**31
+
+
+def test_export_text_and_check_target(tmp_path) -> None:
+    rows = ex.top_architectures([{"genome": "16-M", "fitness": 0.5, "params": 10, "order": 1}])
+    assert ex.export_text(rows, "json") == ex.to_json(rows) and ex.export_text(rows, "paper") == ex.to_paper(rows)
+    assert ex.export_text(rows, "markdown", title="t") == ex.to_markdown(rows, title="t")
+    with pytest.raises(ValueError, match="not a text export format"):
+        ex.export_text(rows, "pytorch")
+    (tmp_path / "file.py").write_text("")
+    with pytest.raises(ValueError, match="is a file"):
+        ex.check_target("pytorch", tmp_path / "file.py")
+    with pytest.raises(ValueError, match="is a folder"):
+        ex.check_target("markdown", tmp_path)
+    ex.check_target("pytorch", tmp_path / "new-folder")  # neither exists yet: fine
+    ex.check_target("json", tmp_path / "new.json")

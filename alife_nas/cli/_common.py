@@ -1,4 +1,5 @@
-"""Pieces every subcommand shares: user errors (exit 2, one line), config files, device choice."""
+"""Pieces every subcommand shares: user errors (exit 2, one line), config files, device choice,
+opening run directories and data sets, training-setting overrides."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,10 @@ from typing import Any, Callable
 
 import click
 
+from alife_nas.store import RunStore, RunStoreError
+
+#: Options of `evolve`, `resume` and `train` that override the preset's trainer setting of the same name.
+TRAINING_OVERRIDES = ("max_epochs", "patience", "batch_size", "lr", "max_layers", "max_params")
 
 class UserError(click.ClickException):
     """A mistake by the user: one line on stderr, exit code 2, no traceback.
@@ -83,3 +88,26 @@ def parse_filters(text: str) -> tuple[int, ...]:
     if len(set(values)) < 2:
         raise UserError("--filters needs at least two distinct filter counts (mutation must be able to change one)")
     return tuple(sorted(set(values)))
+
+
+def training_overrides(options: dict[str, Any]) -> dict[str, Any]:
+    """The trainer settings the user set on the command line (None = keep the preset's)."""
+    return {name: options[name] for name in TRAINING_OVERRIDES if options.get(name) is not None}
+
+
+def open_run(run_dir: str) -> RunStore:
+    """Open a run directory; a bad one is a one-line user error. Use as ``with open_run(d) as store``."""
+    try:
+        return RunStore.open(run_dir)
+    except RunStoreError as exc:
+        raise UserError(str(exc)) from None
+
+
+def load_data(*args: Any, **kwargs: Any) -> Any:
+    """:func:`alife_nas.data.load_dataset` with a missing or bad data set as a one-line user error."""
+    from alife_nas.data import DatasetError, load_dataset
+
+    try:
+        return load_dataset(*args, **kwargs)
+    except DatasetError as exc:
+        raise UserError(str(exc)) from None

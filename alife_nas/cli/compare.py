@@ -6,9 +6,8 @@ from pathlib import Path
 import click
 
 from alife_nas.cli import main
-from alife_nas.cli._common import UserError, resolve_device
+from alife_nas.cli._common import load_data, open_run, resolve_device
 from alife_nas.compare import comparison_table, load_curve, plot_comparison
-from alife_nas.store import RunStore, RunStoreError
 
 
 @main.command()
@@ -23,12 +22,9 @@ def compare(run_dirs: tuple[str, ...], out: str, budget: int | None, retrain: bo
     """Compare runs (several seeds per strategy are aggregated: median and min–max)."""
     curves, configs = [], []
     for run_dir in run_dirs:
-        try:
-            with RunStore.open(run_dir) as store:
-                curves.append(load_curve(store, Path(run_dir).name or run_dir))
-                configs.append(store.config)
-        except RunStoreError as exc:
-            raise UserError(str(exc)) from None
+        with open_run(run_dir) as store:
+            curves.append(load_curve(store, Path(run_dir).name or run_dir))
+            configs.append(store.config)
     if retrain:
         _retrain_best(curves, configs, resolve_device(device), retrain_seeds)
     out_dir = Path(out)
@@ -47,7 +43,6 @@ def _retrain_best(curves: list, configs: list[dict], device: str, seeds: int = 1
     One re-training is noisy (and the search's best validation score is biased upwards), so
     several seeds give a fairer number; a failed re-training counts as 0, like in the search.
     """
-    from alife_nas.data import DatasetError, load_dataset
     from alife_nas.genome import parse_genome
     from alife_nas.training import Trainer, TrainSettings
 
@@ -57,10 +52,7 @@ def _retrain_best(curves: list, configs: list[dict], device: str, seeds: int = 1
             continue
         key = (config["dataset"], config.get("data_dir", "data"), config["val_size"])
         if key not in loaded:
-            try:
-                loaded[key] = load_dataset(key[0], key[1], val_size=key[2])
-            except DatasetError as exc:
-                raise UserError(str(exc)) from None
+            loaded[key] = load_data(key[0], key[1], val_size=key[2])
         trainer = Trainer(loaded[key], TrainSettings.from_dict(config["settings"]), device)
         accuracies = []
         for seed in range(seeds):

@@ -2,32 +2,25 @@
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 
 from alife_nas.cli import main
-from alife_nas.cli._common import UserError, config_option, resolve_device
-from alife_nas.store import RunStore, RunStoreError
+from alife_nas.cli._common import UserError, config_option, open_run, resolve_device
 
 # Mirrors alife_nas.visualize.METRICS; kept here so `alife-nas --help` does not import matplotlib.
 METRIC_NAMES = ("fitness", "depth", "params", "age")
 FORMAT_NAMES = ("json", "paper", "markdown", "pytorch")
 
 
-@contextmanager
-def _opened(run_dir: str) -> Iterator[RunStore]:
-    """Open a run for reading; a bad directory is a one-line user error (exit 2)."""
-    try:
-        store = RunStore.open(run_dir)
-    except RunStoreError as exc:
-        raise UserError(str(exc)) from None
-    try:
-        yield store
-    finally:
-        store.close()
+def _pictures_folder(run_dir: str, out: str | None) -> Path:
+    """--out, or RUN_DIR/pictures; refused when it is a file."""
+    target = Path(out) if out else Path(run_dir) / "pictures"
+    if target.exists() and not target.is_dir():
+        raise UserError(f"--out {target} is a file; give a folder")
+    return target
 
 
 def _parse_step(text: str) -> str | int:
@@ -60,12 +53,10 @@ def _show(path: Path) -> str:
 def heatmap(run_dir: str, out: str | None, metric: str, step: str, dpi: int) -> None:
     """Draw the lattice of RUN_DIR as a heatmap: one step, the last, or all of them plus a GIF."""
     steps = _parse_step(step)
-    with _opened(run_dir) as store:
+    with open_run(run_dir) as store:
         from alife_nas.visualize import render_heatmaps
 
-        target = Path(out) if out else Path(run_dir) / "pictures"
-        if target.exists() and not target.is_dir():
-            raise UserError(f"--out {target} is a file; give a folder")
+        target = _pictures_folder(run_dir, out)
         try:
             written = render_heatmaps(store, target, metric=metric, steps=steps, dpi=dpi)
         except ValueError as exc:
@@ -87,12 +78,10 @@ def heatmap(run_dir: str, out: str | None, metric: str, step: str, dpi: int) -> 
 @config_option
 def curves(run_dir: str, out: str | None) -> None:
     """Plot best/mean/worst lattice fitness per step and the best fitness against trainings."""
-    with _opened(run_dir) as store:
+    with open_run(run_dir) as store:
         from alife_nas.visualize import render_curves
 
-        target = Path(out) if out else Path(run_dir) / "pictures"
-        if target.exists() and not target.is_dir():
-            raise UserError(f"--out {target} is a file; give a folder")
+        target = _pictures_folder(run_dir, out)
         try:
             written = render_curves(store, target)
         except ValueError as exc:
@@ -122,7 +111,7 @@ def export(run_dir: str, top: int, fmt: str, out: str | None, retrain: bool, epo
 
     if epochs is not None and not retrain:
         raise UserError("--epochs only applies with --retrain")
-    with _opened(run_dir) as store:
+    with open_run(run_dir) as store:
         config = store.config
         rows = ex.top_architectures(store.evaluations(), k=top)
     if not rows:
@@ -131,20 +120,17 @@ def export(run_dir: str, top: int, fmt: str, out: str | None, retrain: bool, epo
     input_shape, num_classes = config.get("input_shape"), config.get("num_classes")
     if fmt == "pytorch" and (not input_shape or not num_classes):
         raise UserError(f"{run_dir}: the run does not record its input shape and classes; cannot write PyTorch files")
-    if fmt == "pytorch":
-        target: Path | None = Path(out) if out else Path(run_dir) / "export-pytorch"
-        if target.exists() and not target.is_dir():
-            raise UserError(f"--out {target} is a file; the pytorch export writes one .py per architecture into a folder")
-    else:
-        target = Path(out) if out else None
-        if target is not None and target.is_dir():
-            raise UserError(f"--out {target} is a folder; give a file name for the {fmt} export")
+    target = Path(out) if out else (Path(run_dir) / "export-pytorch" if fmt == "pytorch" else None)
+    if target is not None:
+        try:  # before re-training: a wrong --out must not cost an hour of training first
+            ex.check_target(fmt, target)
+        except ValueError as exc:
+            raise UserError(f"--out {exc}") from None
 
     if retrain:
         rows = _retrain(rows, config, device, epochs, data_dir)
     if target is None:
-        text = {"json": ex.to_json, "paper": ex.to_paper}.get(fmt)
-        click.echo(text(rows) if text else ex.to_markdown(rows), nl=False)
+        click.echo(ex.export_text(rows, fmt), nl=False)
         return
     try:
         written = ex.write_export(
@@ -166,14 +152,10 @@ def _retrain(rows: list[dict], config: dict, device: str, epochs: int | None, da
 
     device = resolve_device(device)
     try:
-        from alife_nas.data import DatasetError
-    except ImportError:  # pragma: no cover - the data module ships with the package
-        DatasetError = ValueError  # type: ignore[misc,assignment]
-    try:
         train_fn = ex.make_retrainer(config, device, epochs=epochs, data_dir=data_dir)
     except ImportError as exc:
         raise UserError(f"re-training is not available: {exc}") from None
-    except (DatasetError, ValueError) as exc:
+    except ValueError as exc:  # alife_nas.data.DatasetError is a ValueError
         raise UserError(f"cannot re-train: {exc}") from None
     click.echo(f"re-training {len(rows)} architectures on the full training set of {config.get('dataset')} ({device})",
                err=True)

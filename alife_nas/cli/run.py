@@ -10,7 +10,15 @@ from typing import Any, Callable
 import click
 
 from alife_nas.cli import main
-from alife_nas.cli._common import UserError, config_option, parse_filters, resolve_device
+from alife_nas.cli._common import (
+    UserError,
+    config_option,
+    load_data,
+    open_run,
+    parse_filters,
+    resolve_device,
+    training_overrides,
+)
 from alife_nas.run import SAFE_TO_CHANGE, Run, RunConfig, config_differences
 from alife_nas.store import DB_NAME, RunStore, RunStoreError
 
@@ -33,10 +41,6 @@ DEFAULTS: dict[str, Any] = {
     "tournament": 5,
     "random_max_layers": 12,
 }
-
-# CLI option name -> trainer settings field; given only when the user sets them.
-SETTING_OPTIONS = {"max_epochs": "max_epochs", "patience": "patience", "batch_size": "batch_size", "lr": "lr",
-                   "max_layers": "max_layers", "max_params": "max_params"}
 
 
 def run_options(defaults: bool) -> Callable:
@@ -93,17 +97,8 @@ def _settings(preset: str, overrides: dict) -> dict:
         raise UserError(str(exc)) from None
 
 
-def _setting_overrides(options: dict) -> dict:
-    return {field: options[opt] for opt, field in SETTING_OPTIONS.items() if options.get(opt) is not None}
-
-
 def _load_data(config: RunConfig, download: bool):
-    from alife_nas.data import DatasetError, load_dataset
-
-    try:
-        return load_dataset(config.dataset, config.data_dir, val_size=config.val_size, download=download)
-    except DatasetError as exc:
-        raise UserError(str(exc)) from None
+    return load_data(config.dataset, config.data_dir, val_size=config.val_size, download=download)
 
 
 class Reporter:
@@ -145,7 +140,6 @@ class Reporter:
 
 def _drive(run: Run, run_dir: str, reporter: Reporter) -> None:
     """Advance a run to its target; Ctrl-C stops cleanly (everything finished is saved)."""
-    reporter.total = run.config.steps
     try:
         run.advance(on_step=reporter.on_step)
     except KeyboardInterrupt:
@@ -192,7 +186,7 @@ def evolve(out: str, **options: Any) -> None:
         ratio=options["ratio"], master_selection=options["master"], filters=list(parse_filters(options["filters"])),
         population=options["population"], tournament=options["tournament"],
         random_max_layers=options["random_max_layers"],
-        settings=_settings(options["preset"], _setting_overrides(options)),
+        settings=_settings(options["preset"], training_overrides(options)),
     )
     if options["budget"] is not None and options["steps"] == DEFAULTS["steps"] and not _given("steps"):
         config.steps = None  # --budget alone: the budget decides when to stop
@@ -213,19 +207,12 @@ def _given(name: str) -> bool:
     return source not in (None, click.core.ParameterSource.DEFAULT)
 
 
-def _open(run_dir: str) -> RunStore:
-    try:
-        return RunStore.open(run_dir)
-    except RunStoreError as exc:
-        raise UserError(str(exc)) from None
-
-
 @main.command()
 @click.argument("run_dir", type=click.Path())
 @run_options(defaults=False)
 def resume(run_dir: str, **options: Any) -> None:
     """Continue a run after a stop or a crash; options that would change results are refused."""
-    store = _open(run_dir)
+    store = open_run(run_dir)
     stored = store.config
     given = {
         "strategy": options["strategy"], "dataset": options["dataset"], "val_size": options["val_size"],
@@ -236,7 +223,7 @@ def resume(run_dir: str, **options: Any) -> None:
         "filters": None if options["filters"] is None else list(parse_filters(options["filters"])),
     }
     problems = config_differences(stored, given)
-    overrides = _setting_overrides(options)
+    overrides = training_overrides(options)
     if options["preset"] is not None and options["preset"] != stored["settings"].get("preset"):
         problems.append(f"preset: {stored['settings'].get('preset')!r} -> {options['preset']!r}")
     problems += [f"{k}: {v_old!r} -> {v!r}" for k, v in overrides.items()
@@ -314,9 +301,8 @@ def _status_dict(store: RunStore) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def status(run_dir: str, as_json: bool) -> None:
     """Where a run stands: lattice fitness grid, totals and the best genome found."""
-    store = _open(run_dir)
-    info = _status_dict(store)
-    store.close()
+    with open_run(run_dir) as store:
+        info = _status_dict(store)
     if as_json:
         click.echo(json.dumps(info))
         return

@@ -8,11 +8,7 @@ from typing import Any
 import click
 
 from alife_nas.cli import main
-from alife_nas.cli._common import UserError, config_option, resolve_device
-
-# CLI option -> TrainSettings field; None means "the preset's value".
-_OVERRIDES = {"max_epochs": "max_epochs", "patience": "patience", "batch_size": "batch_size", "lr": "lr",
-              "max_layers": "max_layers", "max_params": "max_params"}
+from alife_nas.cli._common import UserError, config_option, load_data, resolve_device, training_overrides
 
 
 def _epoch_reporter(max_epochs: int):
@@ -61,7 +57,6 @@ def train(genome: str, dataset: str, data_dir: str, val_size: float, split_seed:
     Fitness is the best validation accuracy; the test accuracy is measured with the weights of
     that best epoch. Exit code 1 when the training failed (too large, out of memory, ...).
     """
-    from alife_nas.data import DatasetError, load_dataset
     from alife_nas.genome import GenomeParseError, parse_genome
     from alife_nas.training import Trainer, make_settings
 
@@ -69,9 +64,8 @@ def train(genome: str, dataset: str, data_dir: str, val_size: float, split_seed:
         parsed = parse_genome(genome)
     except GenomeParseError as exc:
         raise UserError(f"malformed genome: {exc}") from None
-    overrides = {field: options[opt] for opt, field in _OVERRIDES.items() if options.get(opt) is not None}
     try:
-        settings = make_settings(preset, **overrides)
+        settings = make_settings(preset, **training_overrides(options))
     except ValueError as exc:
         raise UserError(str(exc)) from None
     device = resolve_device(device)
@@ -82,10 +76,7 @@ def train(genome: str, dataset: str, data_dir: str, val_size: float, split_seed:
     except RuntimeError:
         raise UserError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
     size = val_size if val_size < 1 else int(val_size)
-    try:
-        data = load_dataset(dataset, data_dir, val_size=size, split_seed=split_seed, download=download, image_size=image_size)
-    except DatasetError as exc:
-        raise UserError(str(exc)) from None
+    data = load_data(dataset, data_dir, val_size=size, split_seed=split_seed, download=download, image_size=image_size)
 
     trainer = Trainer(data, settings, device)
     on_epoch, done = (None, lambda: None)

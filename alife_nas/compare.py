@@ -37,10 +37,10 @@ def load_curve(store: Any, name: str) -> RunCurve:
     evals = store.evaluations()
     config = store.config
     best = store.best_evaluation()
-    return RunCurve(name=name, strategy=config.get("strategy", "neuralfinder"), seed=int(config.get("seed", 0)),
-                    best=best_so_far([e["fitness"] for e in evals]),
-                    best_genome=None if best is None else best["genome"],
-                    best_fitness=0.0 if best is None else float(best["fitness"]))
+    return RunCurve(name=name, strategy=config.strategy, seed=config.seed,
+                    best=best_so_far([e.fitness for e in evals]),
+                    best_genome=None if best is None else best.genome,
+                    best_fitness=0.0 if best is None else best.fitness)
 
 
 def aggregate(curves: Sequence[RunCurve], budget: int | None = None) -> dict[str, dict]:

@@ -30,7 +30,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["DataSplits", "DatasetError", "DATASETS", "load_dataset", "expected_files"]
+from alife_nas.config import DataConfig
+
+__all__ = ["DataSplits", "DatasetError", "DATASETS", "load_dataset", "load_data", "expected_files"]
 
 #: Names load_dataset accepts (plus ``imagefolder:PATH``).
 DATASETS = ("digits", "cifar10", "cifar100", "mnist", "fashion-mnist", "svhn")
@@ -162,7 +164,7 @@ def _ensure_files(name: str, data_dir: str | os.PathLike, download: bool, fetch:
     hint = f"{name} not found: expected {', '.join(files)} in {folder}"
     if not download:
         which = "" if len(missing) == len(files) else f" (missing: {', '.join(missing)})"
-        raise DatasetError(f"{hint}{which}; download with --download / download=True on a machine with internet, or copy the files there")
+        raise DatasetError(f"{hint}{which}; download it (the download option) on a machine with internet, or copy the files there")
     try:
         os.makedirs(data_dir, exist_ok=True)
         fetch()
@@ -288,7 +290,7 @@ def _folder_images(root: Path, image_size: tuple[int, int] | None):
     sizes = {tuple(x.shape[1:]) for x in xs}
     if len(sizes) > 1:
         examples = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
-        raise DatasetError(f"images in {root} have different sizes ({examples}...): pass image_size / --image-size to resize them all")
+        raise DatasetError(f"images in {root} have different sizes ({examples}...): set the image_size option to resize them all")
     return torch.stack(xs), torch.tensor(folder.targets, dtype=torch.int64), list(folder.classes)
 
 
@@ -302,7 +304,7 @@ def _load_imagefolder(path: str, image_size: tuple[int, int] | None):
         if test_classes != classes:
             raise DatasetError(f"imagefolder: class folders differ between {root / 'train'} and {root / 'test'}")
         if train_x.shape[1:] != test_x.shape[1:]:
-            raise DatasetError(f"imagefolder: train and test images differ in size under {root}: pass image_size / --image-size")
+            raise DatasetError(f"imagefolder: train and test images differ in size under {root}: set the image_size option")
     else:
         x, y, classes = _folder_images(root, image_size)
         train_x, train_y, test_x, test_y = _carve(x, y, CARVED_TEST_FRACTION, DIGITS_TEST_SEED, "test split")
@@ -312,8 +314,8 @@ def _load_imagefolder(path: str, image_size: tuple[int, int] | None):
 def load_dataset(
     name: str,
     data_dir: str | os.PathLike = "data",
-    val_size: float | int = 0.1,
-    split_seed: int = 0,
+    val_size: float | int = DataConfig.val_size,
+    split_seed: int = DataConfig.split_seed,
     download: bool = False,
     image_size: int | tuple[int, int] | None = None,
 ) -> DataSplits:
@@ -327,7 +329,7 @@ def load_dataset(
     if isinstance(image_size, int):
         image_size = (image_size, image_size)
     if image_size is not None and not key.startswith("imagefolder:"):
-        raise DatasetError("image_size / --image-size only applies to imagefolder:PATH data sets")
+        raise DatasetError("image_size only applies to imagefolder:PATH data sets")
     if key.startswith("imagefolder:"):
         path = str(name).strip()[len("imagefolder:"):]
         if not path:
@@ -352,3 +354,9 @@ def load_dataset(
     if bad >= n or int(min(train[1].min(), test[1].min())) < 0:
         raise DatasetError(f"{name}: labels outside 0..{n - 1} (found {bad})")
     return _finish(key if not key.startswith("imagefolder:") else str(name).strip(), train, test, val_size, split_seed, classes, n)
+
+
+def load_data(config: DataConfig, download: bool = False) -> DataSplits:
+    """The data set a search configuration names, split as it says."""
+    return load_dataset(config.dataset, config.data_dir, val_size=config.val_size, split_seed=config.split_seed,
+                        download=download, image_size=config.image_size)

@@ -7,8 +7,6 @@ every finished training to the store before going on, so a kill loses at most th
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import traceback
 from typing import Callable, Sequence
 
@@ -16,24 +14,21 @@ import numpy as np
 
 from alife_nas.evolution import EvalRequest
 from alife_nas.genome import Genome
-from alife_nas.store import RunStore
+from alife_nas.store import Evaluation, RunStore
 
-__all__ = ["ScoreFn", "candidate_seed", "settings_hash", "cache_key", "CachedEvaluator"]
+__all__ = ["ScoreFn", "ResultCallback", "candidate_seed", "cache_key", "CachedEvaluator"]
 
 #: Trains/scores one genome with a seed; returns a result dict with at least 'genome' and
 #: 'fitness' (the trainer's ``TrainResult.to_dict()``), plus 'failure' etc. when it has them.
 ScoreFn = Callable[[Genome, int], dict]
 
+#: Called after each candidate: (request, its evaluation, True when it came from the cache).
+ResultCallback = Callable[[EvalRequest, Evaluation, bool], None]
+
 
 def candidate_seed(run_seed: int, step: int, index: int) -> int:
     """The training seed of candidate ``index`` of ``step``: a pure function of the three."""
     return int(np.random.SeedSequence([int(run_seed), int(step), int(index)]).generate_state(1)[0])
-
-
-def settings_hash(settings: dict) -> str:
-    """A short stable hash of everything that changes a training's result."""
-    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def cache_key(settings_digest: str, genome: Genome | str) -> str:
@@ -50,7 +45,7 @@ class CachedEvaluator:
     """
 
     def __init__(self, store: RunStore, score: ScoreFn, run_seed: int, device: str = "cpu",
-                 on_result: Callable[[EvalRequest, dict, bool], None] | None = None) -> None:
+                 on_result: ResultCallback | None = None) -> None:
         self.store = store
         self.score = score
         self.run_seed = run_seed
@@ -71,23 +66,24 @@ class CachedEvaluator:
         key = cache_key(self.digest, request.genome)
         found = self.store.lookup(key)
         if found is not None:
-            if (found["step"], found["index"]) == (step, request.index):
+            replayed = (found.step, found.index) == (step, request.index)
+            if replayed:
                 self.trainings += 1
             else:
                 self.cache_hits += 1
             if self.on_result:
-                self.on_result(request, found, True)
-            return float(found["fitness"])
+                self.on_result(request, found, not replayed)
+            return found.fitness
         seed = candidate_seed(self.run_seed, step, request.index)
         result = self._score_safely(request.genome, seed)
-        self.store.add_evaluation(
-            key, result, step=step, index=request.index, operator=request.operator,
-            parents=list(request.parents), position=request.position, seed=seed, device=self.device,
-        )
+        stored = self.store.add_evaluation(key, Evaluation.from_result(
+            result, step=step, index=request.index, operator=request.operator, parents=request.parents,
+            position=request.position, seed=seed, device=self.device,
+        ))
         self.trainings += 1
         if self.on_result:
-            self.on_result(request, result, False)
-        return float(result["fitness"])
+            self.on_result(request, stored, False)
+        return stored.fitness
 
     def _score_safely(self, genome: Genome, seed: int) -> dict:
         """A failing score function gives fitness 0 with the error recorded; the run goes on."""

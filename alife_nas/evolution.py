@@ -1,4 +1,4 @@
-"""The NeuralFinder rules: initialise the lattice, and one evolution step (SPEC §2).
+"""The NeuralFinder rules: initialise the lattice, and one evolution step (docs/method.md).
 
 Scoring is pluggable: the engine hands a batch of :class:`EvalRequest` to an evaluator and gets
 one fitness per request back. A step's five candidates go out as one batch (they are independent,
@@ -16,7 +16,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from alife_nas.genome import DEFAULT_FILTERS, Genome
+from alife_nas.genome import DEFAULT_FILTERS, Genome, normalize_filters
 from alife_nas.lattice import Cell, Lattice
 from alife_nas.operators import (
     CROSSOVER_NAMES,
@@ -26,6 +26,7 @@ from alife_nas.operators import (
     random_initial_genome,
     self_replicate,
 )
+from alife_nas.validation import check_bool, check_choice, check_int, check_number
 
 __all__ = [
     "EvalRequest",
@@ -37,6 +38,10 @@ __all__ = [
     "initialize_lattice",
     "evolve_step",
 ]
+
+
+#: The largest lattice side accepted (256×256 = 65,536 cells is already weeks of training).
+MAX_LATTICE = 256
 
 
 @dataclass(frozen=True)
@@ -58,28 +63,33 @@ class Evaluator(Protocol):
 
 @dataclass(frozen=True)
 class EvolutionConfig:
-    """The method's parameters (defaults are the seed's: 9×9, radius 1, torus, r = 0.02)."""
+    """The method's parameters: the NeuralFinder strategy's options (lattice, radius, torus, ratio, master_selection, filters).
 
-    lattice: int = 9
+    Defaults are the tool's one set: the seed's radius 1, torus and r = 0.02 on a 4×4 lattice, so
+    the default search is a short one; the seed's own protocol uses ``lattice=9`` (docs/method.md).
+    """
+
+    lattice: int = 4
     radius: int = 1
     torus: bool = True
     ratio: float = 0.02
-    filters: tuple[int, ...] = DEFAULT_FILTERS
     master_selection: str = "uniform"  # or 'proportional'
-    conv_prob: float = 0.7
+    filters: tuple[int, ...] = DEFAULT_FILTERS
+    conv_prob: float = 0.7  # share of one-layer initial genomes that are a bare conv (the rest f-M)
 
     def __post_init__(self) -> None:
-        if self.lattice < 2:
-            raise ValueError(f"lattice size must be at least 2, got {self.lattice}")
-        if self.radius < 1:
-            raise ValueError(f"radius must be at least 1, got {self.radius}")
-        if self.ratio < 0:
-            raise ValueError(f"ratio threshold must be >= 0, got {self.ratio}")
-        if len(set(self.filters)) < 2:
-            raise ValueError("the filter set needs at least two distinct values")
-        if self.master_selection not in ("uniform", "proportional"):
-            raise ValueError(f"master selection must be 'uniform' or 'proportional', got {self.master_selection!r}")
-        object.__setattr__(self, "filters", tuple(int(f) for f in self.filters))
+        lattice = check_int("lattice", self.lattice, 2, MAX_LATTICE)
+        checked = {
+            "lattice": lattice,
+            "radius": check_int("radius", self.radius, 1, lattice),
+            "torus": check_bool("torus", self.torus),
+            "ratio": check_number("ratio", self.ratio, 0.0),
+            "master_selection": check_choice("master_selection", self.master_selection, ("uniform", "proportional")),
+            "filters": normalize_filters(self.filters),
+            "conv_prob": check_number("conv_prob", self.conv_prob, 0.0, 1.0),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
     def new_lattice(self) -> Lattice:
         return Lattice(self.lattice, self.radius, self.torus)

@@ -2,8 +2,8 @@
 
 ``top_architectures`` ranks the run's trainings (best fitness per distinct genome, failures
 left out); ``to_json`` / ``to_paper`` / ``to_markdown`` / ``pytorch_source`` write them;
-``write_export`` puts them on disk; ``retrain`` re-trains them on the full training set and
-adds the test accuracy. Nothing here needs matplotlib, and torch only for re-training.
+``write_export`` puts them on disk; ``with_retraining`` adds what a re-training
+(:mod:`alife_nas.retraining`) measured. Nothing here needs torch or matplotlib.
 """
 from __future__ import annotations
 
@@ -12,9 +12,17 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from alife_nas.genome import Conv, Genome, format_tuple_form, parse_genome, parse_tuple_form
+from alife_nas.genome import (
+    Conv,
+    Genome,
+    format_tuple_form,
+    parse_genome,
+    parse_tuple_form,
+)
+from alife_nas.shapes import INITS, PlannedLayer, describe_genome, layer_plan
+from alife_nas.store import Evaluation
 
 __all__ = [
     "FORMATS",
@@ -29,10 +37,7 @@ __all__ = [
     "check_target",
     "export_text",
     "write_export",
-    "retrain",
-    "full_training_splits",
-    "make_retrainer",
-    "retrain_seed",
+    "with_retraining",
 ]
 
 FORMATS = ("json", "paper", "markdown", "pytorch")
@@ -47,28 +52,20 @@ _COPIED = (
 # --------------------------------------------------------------------------------------------
 # ranking
 # --------------------------------------------------------------------------------------------
-def _usable(ev: Mapping[str, Any]) -> bool:
-    fit = ev.get("fitness")
-    if ev.get("failure") or fit is None:
-        return False
-    try:
-        return math.isfinite(float(fit))
-    except (TypeError, ValueError):
-        return False
+def _usable(ev: Evaluation) -> bool:
+    return not ev.failure and math.isfinite(ev.fitness)
 
 
-def _rank_key(ev: Mapping[str, Any]) -> tuple:
-    params = ev.get("params")
-    order = ev.get("order")
+def _rank_key(ev: Evaluation) -> tuple:
     return (
-        -float(ev["fitness"]),
-        float(params) if params is not None else math.inf,
-        int(order) if order is not None else math.inf,
-        str(ev["genome"]),
+        -ev.fitness,
+        float(ev.params) if ev.params is not None else math.inf,
+        ev.order if ev.order else math.inf,
+        ev.genome,
     )
 
 
-def top_architectures(evaluations: Iterable[Mapping[str, Any]], k: int = 15) -> list[dict]:
+def top_architectures(evaluations: Iterable[Evaluation], k: int = 15) -> list[dict]:
     """The ``k`` best distinct genomes (best fitness per genome; failures left out), ranked 1..k.
 
     Ties in fitness go to the smaller network (fewer parameters), then to the one found first
@@ -76,34 +73,31 @@ def top_architectures(evaluations: Iterable[Mapping[str, Any]], k: int = 15) -> 
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    best: dict[str, dict] = {}
+    best: dict[str, Evaluation] = {}
     trained: dict[str, int] = {}
     for ev in evaluations:
-        genome = str(parse_genome(str(ev["genome"])))  # canonical compact form
+        genome = str(parse_genome(ev.genome))  # canonical compact form
         trained[genome] = trained.get(genome, 0) + 1
         if not _usable(ev):
             continue
-        candidate = {**ev, "genome": genome, "fitness": float(ev["fitness"])}
+        candidate = dataclasses.replace(ev, genome=genome)
         if genome not in best or _rank_key(candidate) < _rank_key(best[genome]):
             best[genome] = candidate
     ranked = sorted(best.values(), key=_rank_key)[:k]
     rows: list[dict] = []
     for rank, ev in enumerate(ranked, start=1):
-        genome = parse_genome(ev["genome"])
+        genome = parse_genome(ev.genome)
+        found = ev.to_dict()
         row: dict[str, Any] = {
             "rank": rank,
-            "genome": ev["genome"],
-            "fitness": ev["fitness"],
+            "genome": ev.genome,
+            "fitness": ev.fitness,
             "convs": genome.num_convs,
             "pools": genome.num_pools,
             "layers": len(genome),
+            **{key: found[key] for key in _COPIED},
+            "trainings": trained[ev.genome],
         }
-        for key in _COPIED:
-            if key in ev:
-                row[key] = ev[key]
-        row["trainings"] = trained[ev["genome"]]
-        if ev.get("test_accuracy") is not None:
-            row["test_accuracy"] = ev["test_accuracy"]
         rows.append(row)
     return rows
 
@@ -206,6 +200,19 @@ def pytorch_filename(name: str) -> str:
     return stem + ".py"
 
 
+def _pytorch_layer_lines(step: PlannedLayer) -> list[str]:
+    """The ``nn.Sequential`` lines of one planned layer, commented with the map shape it yields."""
+    number, (c_in, h_in, w_in), (c, h, w) = step.number, step.in_shape, step.shape
+    if step.skipped:
+        return [f"            # layer {number} (M) skipped: the map is already {h_in} x {w_in}, a pool would empty it"]
+    if isinstance(step.layer, Conv):
+        return [
+            f"            nn.Conv2d({c_in}, {c}, kernel_size=3, stride=1, padding=1),  # layer {number}: {c} x {h} x {w}",
+            "            nn.ReLU(inplace=True),",
+        ]
+    return [f"            nn.MaxPool2d(kernel_size=2, stride=2),  # layer {number}: -> {c} x {h} x {w}"]
+
+
 def pytorch_source(
     genome: Genome | str,
     input_shape: Sequence[int],
@@ -220,34 +227,19 @@ def pytorch_source(
     """A standalone Python file (torch only, no alife_nas) defining the genome's network.
 
     Layer names match alife_nas's builder (``features``, ``hidden``, ``dropout``,
-    ``classifier``), so a state_dict saved by alife_nas loads into it; max-pools that the builder
-    skips (map already below 2 pixels) are skipped here too. ``init`` picks the weight
+    ``classifier``), so a state_dict saved by alife_nas loads into it; layers, parameters and
+    FLOPs come from ``alife_nas.shapes``, the arithmetic the builder follows too, so max-pools the
+    builder skips (map already below 2 pixels) are skipped here as well. ``init`` picks the weight
     initialisation ``build()`` applies: 'glorot' (Keras' default), 'kaiming' or 'torch'.
     """
     g = parse_genome(genome) if isinstance(genome, str) else genome
-    channels, height, width = (int(v) for v in input_shape)
-    if init not in ("glorot", "kaiming", "torch"):
+    if init not in INITS:
         raise ValueError(f"unknown init {init!r}; expected glorot, kaiming or torch")
-    body: list[str] = []
-    params = 0
-    macs = 0
-    for number, layer in enumerate(g, start=1):
-        if isinstance(layer, Conv):
-            f = layer.filters
-            body.append(f"            nn.Conv2d({channels}, {f}, kernel_size=3, stride=1, padding=1),  # layer {number}: {f} x {height} x {width}")
-            body.append("            nn.ReLU(inplace=True),")
-            params += channels * f * 9 + f
-            macs += channels * f * 9 * height * width
-            channels = f
-        elif height < 2 or width < 2:
-            body.append(f"            # layer {number} (M) skipped: the map is already {height} x {width}, a pool would empty it")
-        else:
-            height, width = height // 2, width // 2
-            body.append(f"            nn.MaxPool2d(kernel_size=2, stride=2),  # layer {number}: -> {channels} x {height} x {width}")
-    flat = channels * height * width
-    params += flat * hidden + hidden + hidden * num_classes + num_classes
-    macs += flat * hidden + hidden * num_classes
-    in_c, in_h, in_w = (int(v) for v in input_shape)
+    info = describe_genome(g, tuple(input_shape), num_classes, hidden)
+    features = "\n".join(line for step in layer_plan(g, info.input_shape) for line in _pytorch_layer_lines(step))
+    params, flops = info.params, info.flops
+    channels, height, width = info.output_shape
+    in_c, in_h, in_w = info.input_shape
     found = f"Validation accuracy in the search: {fitness:.4f}.\n" if fitness is not None else ""
     extra = f"{note}\n" if note else ""
     if init == "glorot":
@@ -266,12 +258,11 @@ def pytorch_source(
         )
     else:
         init_body = "    return None  # PyTorch's default initialisation, as constructed\n"
-    features = "\n".join(body)
     return f'''#!/usr/bin/env python3
 """{name}: the CNN {g} found by alife-nas (NeuralFinder lattice evolution).
 
 {found}Input {in_c} x {in_h} x {in_w}, {num_classes} classes: {params:,} parameters,
-{2 * macs:,} FLOPs per image (2 per multiply-add).
+{flops:,} FLOPs per image (2 per multiply-add).
 {extra}
 Standalone: needs only PyTorch. Each number in the genome is a 3x3 conv (stride 1, padding 1,
 bias) + ReLU, each M a 2x2 max-pool (stride 2); then flatten -> Linear({hidden}) + ReLU ->
@@ -377,7 +368,9 @@ def write_export(
             name = f"rank-{r['rank']}"
             note = None
             if r.get("test_accuracy") is not None:
-                note = f"Test accuracy after re-training on the full training set: {float(r['test_accuracy']):.4f}."
+                seeds = len(r.get("retrain_seeds") or [0])
+                note = (f"Test accuracy when re-trained with the search's recipe (mean of {seeds} seed"
+                        f"{'s' if seeds != 1 else ''}, at the best validation epoch): {float(r['test_accuracy']):.4f}.")
             path = out / pytorch_filename(name)
             path.write_text(
                 pytorch_source(r["genome"], input_shape, num_classes, name, hidden=hidden, init=init,
@@ -391,87 +384,21 @@ def write_export(
 
 
 # --------------------------------------------------------------------------------------------
-# re-training
+# re-training (alife_nas.retraining runs it; this adds what it measured to a row)
 # --------------------------------------------------------------------------------------------
-TrainFn = Callable[[Genome, Mapping[str, Any]], Mapping[str, Any]]
+def with_retraining(row: Mapping[str, Any], retraining: Any) -> dict:
+    """``row`` plus a :class:`~alife_nas.retraining.Retraining`'s numbers.
 
-
-def retrain(
-    rows: Sequence[Mapping[str, Any]],
-    train_fn: TrainFn,
-    *,
-    on_result: Callable[[Mapping[str, Any], Mapping[str, Any]], None] | None = None,
-) -> list[dict]:
-    """Re-train each exported architecture with ``train_fn(genome, row)`` and add its test accuracy.
-
-    ``train_fn`` returns a mapping with ``test_accuracy`` (and optionally ``failure``, ``epochs``,
-    ``train_time``); :func:`make_retrainer` builds one from a run's config. Rows keep their rank
-    (the search's validation ranking); the new fields are ``test_accuracy``, ``retrain_epochs``,
-    ``retrain_time`` and, when it failed, ``retrain_failure``.
+    Adds ``test_accuracy`` (mean over the seeds), ``test_accuracies``, ``retrain_seeds``,
+    ``retrain_epochs``, ``retrain_time`` and, when a training failed, ``retrain_failures``.
+    Rows keep their rank: the ranking is the search's (validation accuracy).
     """
-    out: list[dict] = []
-    for row in rows:
-        result = dict(train_fn(parse_genome(row["genome"]), row))
-        new = dict(row)
-        new["test_accuracy"] = None if result.get("failure") else result.get("test_accuracy")
-        if result.get("epochs") is not None:
-            new["retrain_epochs"] = result["epochs"]
-        if result.get("train_time") is not None:
-            new["retrain_time"] = result["train_time"]
-        if result.get("failure"):
-            new["retrain_failure"] = result["failure"]
-        out.append(new)
-        if on_result:
-            on_result(new, result)
-    return out
-
-
-def retrain_seed(run_seed: int, rank: int) -> int:
-    """The seed of the re-training of the architecture ranked ``rank`` (a pure function of both)."""
-    return (int(run_seed) * 1_000_003 + 7_919 * int(rank) + 17) % (2**31 - 1)
-
-
-def full_training_splits(data: Any) -> Any:
-    """The same splits with the validation images put back into training (train = train + val).
-
-    The validation split is kept as it is (so the trainer has something to report on), but it is
-    now part of the training data: its accuracy means nothing; only the test accuracy counts.
-    """
-    import torch
-
-    return dataclasses.replace(
-        data,
-        train_x=torch.cat([data.train_x, data.val_x]),
-        train_y=torch.cat([data.train_y, data.val_y]),
-    )
-
-
-def make_retrainer(
-    config: Mapping[str, Any],
-    device: str = "cpu",
-    *,
-    epochs: int | None = None,
-    data_dir: str | None = None,
-) -> TrainFn:
-    """A ``train_fn`` for :func:`retrain` from a run's config: the run's data set and settings.
-
-    Trains on train + validation (the full training set) with early stopping off, for ``epochs``
-    epochs, or by default for the epoch count at which the search's training of the same genome
-    peaked (``best_epoch``), and returns the test accuracy.
-    """
-    from alife_nas.data import load_dataset
-    from alife_nas.training import Trainer, TrainSettings
-
-    dataset = str(config.get("dataset", "digits"))
-    data = load_dataset(dataset, data_dir=data_dir or config.get("data_dir", "data"), val_size=config.get("val_size", 0.2))
-    base = TrainSettings.from_dict(dict(config.get("settings") or {}))
-    trainer = Trainer(full_training_splits(data), base, device)  # data moved to the device once
-    run_seed = int(config.get("seed", 0))
-
-    def train_fn(genome: Genome, row: Mapping[str, Any]) -> Mapping[str, Any]:
-        n = max(1, int(epochs or row.get("best_epoch") or row.get("epochs") or base.max_epochs or 1))
-        trainer.settings = dataclasses.replace(base, max_epochs=n, patience=0)
-        result = trainer.train(genome, retrain_seed(run_seed, int(row.get("rank", 0))), evaluate_test=True)
-        return result.to_dict()
-
-    return train_fn
+    new = dict(row)
+    new["test_accuracy"] = retraining.test_accuracy
+    new["test_accuracies"] = retraining.test_accuracies
+    new["retrain_seeds"] = retraining.seeds
+    new["retrain_epochs"] = retraining.epochs
+    new["retrain_time"] = retraining.train_time
+    if retraining.failures:
+        new["retrain_failures"] = retraining.failures
+    return new

@@ -18,13 +18,36 @@ __all__ = [
     "Genome",
     "GenomeParseError",
     "DEFAULT_FILTERS",
+    "MAX_FILTERS",
+    "normalize_filters",
     "parse_genome",
     "parse_tuple_form",
     "format_tuple_form",
 ]
 
-#: The seed's filter set; it lists 196 but every published model uses 192 (SPEC §2).
+#: The seed's filter set; it lists 196 but every published model uses 192 (docs/method.md).
 DEFAULT_FILTERS: tuple[int, ...] = (16, 32, 64, 96, 128, 192, 224, 256, 512)
+
+
+#: The largest filter count a search accepts: far above any useful conv, far below overflow.
+MAX_FILTERS = 65536
+
+
+def normalize_filters(filters: Sequence[int]) -> tuple[int, ...]:
+    """A filter set as the search uses it: distinct whole counts in 1..MAX_FILTERS, ascending.
+
+    Sorting makes the set, not the order it was typed in, decide a run (mutations draw by index).
+    Raises ValueError when fewer than two remain: a mutation must be able to change a count.
+    """
+    values = []
+    for f in filters:
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not float(f).is_integer() or not 1 <= f <= MAX_FILTERS:
+            raise ValueError(f"filter counts must be whole numbers in 1..{MAX_FILTERS}, got {f!r}")
+        values.append(int(f))
+    result = tuple(sorted(set(values)))
+    if len(result) < 2:
+        raise ValueError("the filter set needs at least two distinct counts (a mutation must be able to change one)")
+    return result
 
 
 class GenomeParseError(ValueError):

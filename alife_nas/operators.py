@@ -1,4 +1,4 @@
-"""Genetic operators as small pure functions (NeuralFinder §2.2.2 and the baselines' mutations).
+"""Genetic operators as small pure functions (docs/method.md, and the baselines' mutations).
 
 Every function that needs randomness takes a ``numpy.random.Generator`` and draws from it in a
 fixed, documented order, so a run is reproducible from one seeded generator.
@@ -23,6 +23,8 @@ __all__ = [
     "remove_conv",
     "insert_pool",
     "remove_pool",
+    "MUTATIONS",
+    "mutate_structure",
 ]
 
 #: Names of the four crossover children, in the order :func:`crossover` returns them.
@@ -136,3 +138,29 @@ def remove_conv(rng: np.random.Generator, genome: Genome) -> Genome | None:
 def remove_pool(rng: np.random.Generator, genome: Genome) -> Genome | None:
     """Remove a uniformly chosen max-pool; None when there is none or it would empty the genome."""
     return _remove_kind(rng, genome, MaxPool)
+
+
+#: Large-Scale Evolution's layer edits that make sense for a plain conv/pool sequence.
+MUTATIONS: tuple[str, ...] = ("filter", "insert-conv", "remove-conv", "insert-pool", "remove-pool")
+
+
+def mutate_structure(rng: np.random.Generator, genome: Genome, filters: tuple[int, ...]) -> tuple[Genome, str]:
+    """Apply one uniformly drawn mutation that changes ``genome``; returns (child, mutation name).
+
+    Mutations that cannot apply (no pool to remove, a max-pool picked for a filter change, ...)
+    are redrawn, so the child always differs from its parent.
+    """
+    while True:
+        name = MUTATIONS[int(rng.integers(len(MUTATIONS)))]
+        if name == "filter":
+            child: Genome | None = mutate_filter(rng, genome, filters)[0]
+        elif name == "insert-conv":
+            child = insert_conv(rng, genome, filters)
+        elif name == "remove-conv":
+            child = remove_conv(rng, genome)
+        elif name == "insert-pool":
+            child = insert_pool(rng, genome)
+        else:
+            child = remove_pool(rng, genome)
+        if child is not None and child != genome:
+            return child, name

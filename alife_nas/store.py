@@ -1,24 +1,34 @@
 """The run store: one SQLite database (stdlib ``sqlite3``, WAL mode) per run directory.
 
 It holds the run's config, every training ever made (the evaluation cache), every finished step
-with the lattice/population after it and the random-number state, and a small event log.
-Each finished training is committed at once; each finished step is one transaction. A process
-killed at any moment therefore loses at most the training in flight.
+with the lattice after it (stored once), the strategy's and the random generator's state, and a
+small event log. Each finished training is committed at once; each finished step is one
+transaction. A process killed at any moment therefore loses at most the training in flight.
+
+What crosses into and out of the store is typed: :class:`~alife_nas.config.SearchConfig`,
+:class:`Evaluation` (one training) and :class:`StepRow` (one finished step). This module is the
+one place that maps them to SQL.
 """
 from __future__ import annotations
 
 import json
 import os
 import sqlite3
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-__all__ = ["RunStore", "RunStoreError", "DB_NAME", "SCHEMA_VERSION", "TOOL_NAME"]
+from alife_nas.config import ConfigError, SearchConfig
+
+__all__ = ["RunStore", "RunStoreError", "Evaluation", "StepRow", "DB_NAME", "SCHEMA_VERSION", "TOOL_NAME"]
 
 DB_NAME = "run.sqlite"
 TOOL_NAME = "alife_nas"
-SCHEMA_VERSION = 1
+#: 2: the config is the nested SearchConfig and the data set's shape is in meta. Schema 1 (alife_nas
+#: 0.1: a flat config) is still read, and upgraded in place when a run is resumed.
+SCHEMA_VERSION = 2
+_READABLE = (1, 2)
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -62,6 +72,74 @@ CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, kin
 """
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One training as stored: its result, and where in the search it was made.
+
+    ``order`` is the training order (1..n); ``index`` the candidate's index in its step.
+    """
+
+    order: int
+    genome: str
+    fitness: float
+    step: int
+    index: int
+    failure: str | None = None
+    failure_kind: str | None = None
+    at_chance: bool = False
+    epochs: int | None = None
+    best_epoch: int | None = None
+    train_time: float | None = None
+    images_per_sec: float | None = None
+    params: int | None = None
+    flops: int | None = None
+    effective_layers: str | None = None
+    operator: str | None = None
+    parents: tuple[str, ...] = ()
+    position: tuple[int, int] | None = None
+    seed: int | None = None
+    device: str | None = None
+    created_at: str = ""
+
+    @classmethod
+    def from_result(cls, result: Mapping[str, Any], **where: Any) -> "Evaluation":
+        """A not-yet-stored evaluation from a score function's result dict and its place in the search."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in result.items() if k in known}
+        values.update(where)
+        values.setdefault("order", 0)
+        values["parents"] = tuple(values.get("parents") or ())
+        position = values.get("position")
+        values["position"] = None if position is None else tuple(position)
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (tuples become lists)."""
+        data = asdict(self)
+        data["parents"] = list(self.parents)
+        data["position"] = None if self.position is None else list(self.position)
+        return data
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """One finished step as stored. ``lattice`` is None for strategies without one.
+
+    ``strategy_state`` and ``rng_state`` are what a resume needs; :meth:`RunStore.step_rows`
+    leaves them out (None) because pictures and curves never need them.
+    """
+
+    step: int
+    record: dict
+    lattice: dict | None
+    trainings: int
+    cache_hits: int
+    wall_time: float
+    strategy_state: dict | None = None
+    rng_state: dict | None = None
+    finished_at: str = ""
+
+
 class RunStoreError(Exception):
     """A run directory or database that cannot be used; the message is one line for the user."""
 
@@ -84,8 +162,13 @@ class RunStore:
 
     # --- opening -------------------------------------------------------------------------
     @classmethod
-    def create(cls, run_dir: str | os.PathLike, config: dict, settings_hash: str) -> "RunStore":
-        """Make a new run in ``run_dir`` (created if needed); refuses a directory holding a run."""
+    def create(cls, run_dir: str | os.PathLike, config: SearchConfig, settings_hash: str,
+               dataset_info: dict | None = None) -> "RunStore":
+        """Make a new run in ``run_dir`` (created if needed); refuses a directory holding a run.
+
+        ``dataset_info`` (``input_shape``, ``num_classes``, ``classes``) lets exports rebuild
+        the networks without loading the data set.
+        """
         run_dir = Path(run_dir)
         db = run_dir / DB_NAME
         if db.exists():
@@ -102,9 +185,11 @@ class RunStore:
                     conn.execute(statement)
             conn.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?)",
-                [("tool", TOOL_NAME), ("schema_version", str(SCHEMA_VERSION)), ("created_at", _now())],
+                [("tool", TOOL_NAME), ("schema_version", str(SCHEMA_VERSION)), ("created_at", _now()),
+                 ("dataset_info", json.dumps(dataset_info))],
             )
-            conn.execute("INSERT INTO config (id, body, settings_hash) VALUES (1, ?, ?)", (json.dumps(config), settings_hash))
+            conn.execute("INSERT INTO config (id, body, settings_hash) VALUES (1, ?, ?)",
+                         (json.dumps(config.to_dict()), settings_hash))
         return cls(run_dir, conn)
 
     @classmethod
@@ -146,17 +231,62 @@ class RunStore:
 
     # --- config and events ---------------------------------------------------------------
     @property
-    def config(self) -> dict:
-        return json.loads(self._conn.execute("SELECT body FROM config WHERE id = 1").fetchone()[0])
+    def schema_version(self) -> int:
+        return int(self._meta("schema_version"))
+
+    @property
+    def config(self) -> SearchConfig:
+        """The run's configuration (a schema-1 run's flat config is read as the same SearchConfig)."""
+        body = json.loads(self._conn.execute("SELECT body FROM config WHERE id = 1").fetchone()[0])
+        try:
+            return SearchConfig.from_flat_v1(body) if self.schema_version == 1 else SearchConfig.from_dict(body)
+        except ConfigError as exc:
+            raise RunStoreError(f"{self.path} holds a config this alife_nas cannot use: {exc}") from None
+
+    @property
+    def dataset_info(self) -> dict | None:
+        """``input_shape``, ``num_classes`` (and ``classes``) of the run's data set, or None."""
+        if self.schema_version == 1:
+            body = json.loads(self._conn.execute("SELECT body FROM config WHERE id = 1").fetchone()[0])
+            if body.get("input_shape") and body.get("num_classes"):
+                return {"input_shape": body["input_shape"], "num_classes": body["num_classes"], "classes": None}
+            return None
+        return json.loads(self._meta("dataset_info") or "null")
 
     @property
     def settings_hash(self) -> str:
         return self._conn.execute("SELECT settings_hash FROM config WHERE id = 1").fetchone()[0]
 
-    def update_config(self, config: dict) -> None:
+    def update_config(self, config: SearchConfig) -> None:
         """Store a config after a safe change (more steps, another device)."""
         with _transaction(self._conn):
-            self._conn.execute("UPDATE config SET body = ? WHERE id = 1", (json.dumps(config),))
+            self._conn.execute("UPDATE config SET body = ? WHERE id = 1", (json.dumps(config.to_dict()),))
+
+    def upgrade(self) -> bool:
+        """Bring a schema-1 run to the current schema in one transaction; True if it changed.
+
+        The config becomes the nested form, the data set's shape moves to meta, and lattice
+        strategies' saved states stop repeating the step's lattice. The settings hash (and so
+        every cache key) stays as it is, so nothing is trained again.
+        """
+        if self.schema_version == SCHEMA_VERSION:
+            return False
+        config, info = self.config, self.dataset_info
+        rows = self._conn.execute("SELECT step, strategy_state FROM steps").fetchall()
+        with _transaction(self._conn):
+            self._conn.execute("UPDATE config SET body = ? WHERE id = 1", (json.dumps(config.to_dict()),))
+            self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('dataset_info', ?)", (json.dumps(info),))
+            self._conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            for step, state in rows:
+                state = json.loads(state)
+                if isinstance(state, dict) and "lattice" in state:
+                    del state["lattice"]
+                    self._conn.execute("UPDATE steps SET strategy_state = ? WHERE step = ?", (json.dumps(state), step))
+        return True
+
+    def _meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
 
     def log_event(self, kind: str, message: str) -> None:
         with _transaction(self._conn):
@@ -167,37 +297,32 @@ class RunStore:
         return [{"at": a, "kind": k, "message": m} for a, k, m in rows]
 
     # --- evaluations (the cache) ------------------------------------------------------------
-    def lookup(self, cache_key: str) -> dict | None:
+    def lookup(self, cache_key: str) -> Evaluation | None:
         """The stored evaluation for this cache key, or None."""
         row = self._conn.execute(f"SELECT {_EVAL_COLUMNS} FROM evaluations WHERE cache_key = ?", (cache_key,)).fetchone()
         return None if row is None else _eval_row(row)
 
-    def add_evaluation(self, cache_key: str, result: dict, *, step: int, index: int, operator: str,
-                       parents: list[str], position: Any, seed: int, device: str) -> int:
-        """Commit one finished training at once; returns its training order number."""
+    def add_evaluation(self, cache_key: str, ev: Evaluation) -> Evaluation:
+        """Commit one finished training at once; returns it with its training order and time."""
+        ev = Evaluation(**{**asdict(ev), "order": 0, "created_at": _now()})
+        values = {name: getattr(ev, name) for name in _EVAL_FIELDS[1:]}
+        values["at_chance"] = int(bool(ev.at_chance))
+        values["parents"] = json.dumps(list(ev.parents))
+        values["position"] = json.dumps(None if ev.position is None else list(ev.position))
+        columns = ", ".join(_COLUMN.get(name, name) for name in values)
         with _transaction(self._conn):
             cur = self._conn.execute(
-                """INSERT INTO evaluations (cache_key, genome, fitness, failure, failure_kind, at_chance, epochs,
-                   best_epoch, train_time, images_per_sec, params, flops, effective_layers, step, idx, operator,
-                   parents, position, seed, device, created_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (
-                    cache_key, result["genome"], float(result["fitness"]), result.get("failure"),
-                    result.get("failure_kind"), int(bool(result.get("at_chance"))), result.get("epochs"),
-                    result.get("best_epoch"), result.get("train_time"), result.get("images_per_sec"),
-                    result.get("params"), result.get("flops"), result.get("effective_layers"), step, index,
-                    operator, json.dumps(list(parents)), json.dumps(None if position is None else list(position)),
-                    seed, device, _now(),
-                ),
+                f"INSERT INTO evaluations (cache_key, {columns}) VALUES (?, {', '.join('?' * len(values))})",
+                (cache_key, *values.values()),
             )
-        return int(cur.lastrowid)
+        return Evaluation(**{**asdict(ev), "order": int(cur.lastrowid)})
 
-    def evaluations(self) -> list[dict]:
-        """Every training made, in training order (``order`` = 1..n)."""
+    def evaluations(self) -> list[Evaluation]:
+        """Every training made, in training order."""
         rows = self._conn.execute(f"SELECT {_EVAL_COLUMNS} FROM evaluations ORDER BY id").fetchall()
         return [_eval_row(r) for r in rows]
 
-    def best_evaluation(self) -> dict | None:
+    def best_evaluation(self) -> Evaluation | None:
         """The fittest training so far (the earliest on ties), or None."""
         row = self._conn.execute(
             f"SELECT {_EVAL_COLUMNS} FROM evaluations ORDER BY fitness DESC, id ASC LIMIT 1").fetchone()
@@ -207,38 +332,29 @@ class RunStore:
         return self._conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
 
     # --- steps -----------------------------------------------------------------------------
-    def commit_step(self, step: int, record: dict, snapshot: dict | None, strategy_state: dict,
-                    rng_state: dict, trainings: int, cache_hits: int, wall_time: float) -> None:
+    def commit_step(self, row: StepRow) -> None:
         """Store a finished step in one transaction."""
         with _transaction(self._conn):
             self._conn.execute(
                 "INSERT INTO steps (step, record, snapshot, strategy_state, rng_state, trainings, cache_hits, wall_time, finished_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (step, json.dumps(record), None if snapshot is None else json.dumps(snapshot), json.dumps(strategy_state),
-                 json.dumps(rng_state), trainings, cache_hits, wall_time, _now()),
+                (row.step, json.dumps(row.record), None if row.lattice is None else json.dumps(row.lattice),
+                 json.dumps(row.strategy_state), json.dumps(row.rng_state), row.trainings, row.cache_hits,
+                 row.wall_time, _now()),
             )
 
-    def last_step(self) -> dict | None:
+    def last_step(self) -> StepRow | None:
         """The newest finished step with its saved states, or None before initialisation ends."""
-        row = self._conn.execute(
-            "SELECT step, record, snapshot, strategy_state, rng_state FROM steps ORDER BY step DESC LIMIT 1"
-        ).fetchone()
+        row = self._conn.execute(f"SELECT {_STEP_COLUMNS}, strategy_state, rng_state FROM steps ORDER BY step DESC LIMIT 1").fetchone()
         if row is None:
             return None
-        step, record, snapshot, state, rng = row
-        return {"step": step, "record": json.loads(record), "lattice": None if snapshot is None else json.loads(snapshot),
-                "strategy_state": json.loads(state), "rng_state": json.loads(rng)}
+        *plain, state, rng = row
+        return _step_row(plain, strategy_state=json.loads(state), rng_state=json.loads(rng))
 
-    def step_rows(self) -> list[dict]:
-        """One dict per finished step: step, record, lattice (or None), trainings, cache_hits, wall_time."""
-        rows = self._conn.execute(
-            "SELECT step, record, snapshot, trainings, cache_hits, wall_time, finished_at FROM steps ORDER BY step"
-        ).fetchall()
-        return [
-            {"step": s, "record": json.loads(r), "lattice": None if snap is None else json.loads(snap),
-             "trainings": t, "cache_hits": h, "wall_time": w, "finished_at": f}
-            for s, r, snap, t, h, w, f in rows
-        ]
+    def step_rows(self) -> list[StepRow]:
+        """Every finished step in order, without the saved states (pictures and curves need none)."""
+        rows = self._conn.execute(f"SELECT {_STEP_COLUMNS} FROM steps ORDER BY step").fetchall()
+        return [_step_row(r) for r in rows]
 
     @property
     def steps_done(self) -> int:
@@ -265,22 +381,27 @@ class RunStore:
                 "cache_hits": self.cache_hits, "steps_done": self.steps_done, "devices": devices}
 
 
-_EVAL_FIELDS = [
-    "id", "genome", "fitness", "failure", "failure_kind", "at_chance", "epochs", "best_epoch", "train_time",
-    "images_per_sec", "params", "flops", "effective_layers", "step", "idx", "operator", "parents", "position",
-    "seed", "device", "created_at",
-]
-_EVAL_COLUMNS = ", ".join(_EVAL_FIELDS)
+#: Evaluation fields in column order ("order" is the id column, "index" the idx column).
+_EVAL_FIELDS = [f.name for f in fields(Evaluation) if f.name != "order"]
+_EVAL_FIELDS.insert(0, "order")
+_COLUMN = {"order": "id", "index": "idx"}
+_EVAL_COLUMNS = ", ".join(_COLUMN.get(name, name) for name in _EVAL_FIELDS)
+_STEP_COLUMNS = "step, record, snapshot, trainings, cache_hits, wall_time, finished_at"
 
 
-def _eval_row(row: tuple) -> dict:
+def _eval_row(row: tuple) -> Evaluation:
     data = dict(zip(_EVAL_FIELDS, row))
-    data["order"] = data.pop("id")
-    data["index"] = data.pop("idx")
     data["at_chance"] = bool(data["at_chance"])
-    data["parents"] = json.loads(data["parents"] or "[]")
-    data["position"] = json.loads(data["position"] or "null")
-    return data
+    data["parents"] = tuple(json.loads(data["parents"] or "[]"))
+    position = json.loads(data["position"] or "null")
+    data["position"] = None if position is None else tuple(position)
+    return Evaluation(**data)
+
+
+def _step_row(row: tuple | list, **states: Any) -> StepRow:
+    step, record, snapshot, trainings, cache_hits, wall_time, finished_at = row
+    return StepRow(step=step, record=json.loads(record), lattice=None if snapshot is None else json.loads(snapshot),
+                   trainings=trainings, cache_hits=cache_hits, wall_time=wall_time, finished_at=finished_at, **states)
 
 
 class _transaction:
@@ -318,7 +439,7 @@ def _check(conn: sqlite3.Connection, db: Path) -> None:
         raise RunStoreError(f"{db} has an unreadable schema version {meta.get('schema_version')!r}") from None
     if version > SCHEMA_VERSION:
         raise RunStoreError(f"{db} uses schema version {version}, newer than this alife_nas understands ({SCHEMA_VERSION}); upgrade alife_nas")
-    if version < SCHEMA_VERSION:
+    if version not in _READABLE:
         raise RunStoreError(f"{db} uses an old schema version {version} that this alife_nas cannot read")
     missing = {"config", "evaluations", "steps", "events"} - tables
     if missing:

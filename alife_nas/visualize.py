@@ -25,6 +25,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from alife_nas.compare import best_so_far as running_best
 from alife_nas.genome import parse_genome
+from alife_nas.store import Evaluation, StepRow
 
 __all__ = [
     "METRICS",
@@ -117,6 +118,42 @@ def _as_formatter(fmt: str | Callable[[float], str] | None, values: np.ndarray, 
     return lambda v: format(v, fmt)
 
 
+def _scale_sample(
+    scale_values: Any, shape: Sequence[int], log: bool, fail_below: float | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The values behind a colour scale: all, the finite ones, and those not failed.
+
+    Missing values (and, on a log scale, values <= 0) say nothing about the range; failed ones
+    (below ``fail_below``) are drawn apart, so they set it only when nothing else is there.
+    """
+    sample = np.asarray(scale_values if scale_values is not None else np.full(shape, np.nan), dtype=float)
+    finite = sample[np.isfinite(sample)]
+    if log:
+        finite = finite[finite > 0]
+    ok = finite if fail_below is None else finite[finite >= fail_below]
+    if not ok.size:
+        ok = finite
+    return sample, finite, ok
+
+
+def _scale_range(
+    ok: np.ndarray, vmin: float | None, vmax: float | None, log: bool, robust: bool
+) -> tuple[float, float]:
+    """The colour range: given limits, else the data's, else a default so an empty lattice still draws."""
+    lo = vmin if vmin is not None else (float(np.min(ok)) if ok.size else None)
+    hi = vmax if vmax is not None else (float(np.max(ok)) if ok.size else None)
+    if lo is None or hi is None:
+        lo, hi = (1.0, 10.0) if log else (0.0, 1.0)
+    if robust and vmin is None and ok.size >= 8 and not log:
+        # one stray low value (a poor cell among good ones) must not flatten everyone else's
+        # colours: start the scale at a far-out fence and show what is below it with an arrow
+        q1, q3 = np.percentile(ok, [25, 75])
+        fence = float(q1 - 3.0 * (q3 - q1))
+        if lo < fence < hi:
+            lo = fence
+    return lo, hi
+
+
 # --------------------------------------------------------------------------------------------
 # plain-data plots
 # --------------------------------------------------------------------------------------------
@@ -149,28 +186,26 @@ class LatticePlot:
         rows, cols = int(shape[0]), int(shape[1])
         self.shape = (rows, cols)
         size = max(rows, cols)
-        self.fig, self.ax = fig, ax = _new_axes(ax, (6.4, 5.6))
+        self.fig, self.ax = _new_axes(ax, (6.4, 5.6))
         self.log = log
         self.fail_below = fail_below
 
-        sample = np.asarray(scale_values if scale_values is not None else np.full(shape, np.nan), dtype=float)
-        finite = sample[np.isfinite(sample)]
-        if log:
-            finite = finite[finite > 0]
-        ok = finite if fail_below is None else finite[finite >= fail_below]
-        if not ok.size:
-            ok = finite
-        lo = vmin if vmin is not None else (float(np.min(ok)) if ok.size else None)
-        hi = vmax if vmax is not None else (float(np.max(ok)) if ok.size else None)
-        if lo is None or hi is None:
-            lo, hi = (1.0, 10.0) if log else (0.0, 1.0)
-        if robust and vmin is None and ok.size >= 8 and not log:
-            # one stray low value (a poor cell among good ones) must not flatten everyone else's
-            # colours: start the scale at a far-out fence and show what is below it with an arrow
-            q1, q3 = np.percentile(ok, [25, 75])
-            fence = float(q1 - 3.0 * (q3 - q1))
-            if lo < fence < hi:
-                lo = fence
+        sample, finite, ok = _scale_sample(scale_values, shape, log, fail_below)
+        lo, hi = _scale_range(ok, vmin, vmax, log, robust)
+        self._set_colour_scale(ok, lo, hi, cmap, fmt)
+        self._add_images()
+        self._draw_grid(size)
+        self.text_of = _as_formatter(fmt, finite if finite.size else sample, log)
+        self._add_texts(size, size <= DEFAULT_ANNOTATE_MAX_L if annotate is None else annotate)
+        self._add_markers(size)
+        if colorbar:
+            self._add_colorbar(ok, label)
+
+    def _set_colour_scale(
+        self, ok: np.ndarray, lo: float, hi: float, cmap: str | mcolors.Colormap, fmt: Any
+    ) -> None:
+        """Pick the colour map and norm: discrete for few whole numbers (one colour each), else continuous."""
+        log = self.log
         self.integer = bool(
             not log and fmt is None and ok.size and np.all(np.equal(np.mod(ok, 1), 0)) and hi - lo <= 24
         )
@@ -187,17 +222,22 @@ class LatticePlot:
                     lo = hi / 10
             self.norm = mcolors.LogNorm(lo, hi) if log else mcolors.Normalize(lo, hi)
         self.lo, self.hi = lo, hi
-        self.image = ax.imshow(
+
+    def _add_images(self) -> None:
+        """Create the (empty) value image and, over it, the dark-grey image that paints failed cells."""
+        self.image = self.ax.imshow(
             np.ma.masked_all(self.shape), cmap=self.cmap, norm=self.norm, interpolation="nearest",
             origin="upper", aspect="equal",
         )
-        # failed cells (below fail_below) are painted over in dark grey
-        self.fail_image = ax.imshow(
+        self.fail_image = self.ax.imshow(
             np.ma.masked_all(self.shape), cmap=mcolors.ListedColormap([UNDER_COLOR]), vmin=0, vmax=1,
             interpolation="nearest", origin="upper", aspect="equal",
         )
 
-        # cell grid; ticks every cell (fewer on large lattices)
+    def _draw_grid(self, size: int) -> None:
+        """White cell borders and row/column ticks, thinned out on large lattices so they stay legible."""
+        ax = self.ax
+        rows, cols = self.shape
         ax.set_xticks(np.arange(-0.5, cols, 1), minor=True)
         ax.set_yticks(np.arange(-0.5, rows, 1), minor=True)
         ax.grid(which="minor", color="white", linewidth=0.6 if size <= 20 else 0.0)
@@ -211,20 +251,23 @@ class LatticePlot:
         for spine in ax.spines.values():
             spine.set_visible(False)
 
-        if annotate is None:
-            annotate = size <= DEFAULT_ANNOTATE_MAX_L
-        self.text_of = _as_formatter(fmt, finite if finite.size else sample, log)
+    def _add_texts(self, size: int, annotate: bool) -> None:
+        """One empty text per cell, created once so :meth:`update` only changes strings and colours."""
         self.texts: list[list[Any]] = []
-        if annotate:
-            fontsize = float(np.clip(64.0 / size, 5.0, 10.0))
-            for r in range(rows):
-                line = []
-                for c in range(cols):
-                    txt = ax.text(c, r, "", ha="center", va="center", fontsize=fontsize)
-                    txt.set_in_layout(False)  # inside its cell: nothing to lay out (and much faster)
-                    line.append(txt)
-                self.texts.append(line)
+        if not annotate:
+            return
+        rows, cols = self.shape
+        fontsize = float(np.clip(64.0 / size, 5.0, 10.0))
+        for r in range(rows):
+            line = []
+            for c in range(cols):
+                txt = self.ax.text(c, r, "", ha="center", va="center", fontsize=fontsize)
+                txt.set_in_layout(False)  # inside its cell: nothing to lay out (and much faster)
+                line.append(txt)
+            self.texts.append(line)
 
+    def _add_markers(self, size: int) -> None:
+        """Hidden outlines for the master and partner cells, moved and shown by :meth:`update`."""
         self.lw = 2.6 if size <= 10 else 2.0
         # a dark halo keeps the red/orange outlines visible on yellow (high) and purple (low) cells alike
         self.halo = [patheffects.Stroke(linewidth=self.lw + 1.8, foreground="#1a1a1a"), patheffects.Normal()]
@@ -235,24 +278,26 @@ class LatticePlot:
                 (0, 0), 1 - 2 * inset, 1 - 2 * inset, fill=False, edgecolor=colour, linewidth=self.lw,
                 linestyle=style, zorder=4, path_effects=self.halo, visible=False,
             )
-            ax.add_patch(patch)
+            self.ax.add_patch(patch)
             self.markers[name] = patch
         self.flags: list[Any] = []
         self.legend_offset = -0.10 if size <= 10 else -0.08
 
-        if colorbar:
-            below = ok.size > 0 and float(np.min(ok)) < lo and not log
-            cbar = fig.colorbar(self.image, ax=ax, shrink=0.9, pad=0.02, extend="min" if below else "neither")
-            if label:
-                cbar.set_label(label, fontsize=9)
-            cbar.ax.tick_params(labelsize=8)
-            if self.integer:
-                cbar.set_ticks(np.arange(lo, hi + 1, max(1, math.ceil((hi - lo + 1) / 12))))
-                cbar.ax.minorticks_off()
-            if log or hi >= 1000:
-                cbar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: compact_number(v)))
-                if log:
-                    cbar.ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
+    def _add_colorbar(self, ok: np.ndarray, label: str | None) -> None:
+        """The colour key: an arrow when values fall below the scale, whole-number or compact ticks."""
+        lo, hi, log = self.lo, self.hi, self.log
+        below = ok.size > 0 and float(np.min(ok)) < lo and not log
+        cbar = self.fig.colorbar(self.image, ax=self.ax, shrink=0.9, pad=0.02, extend="min" if below else "neither")
+        if label:
+            cbar.set_label(label, fontsize=9)
+        cbar.ax.tick_params(labelsize=8)
+        if self.integer:
+            cbar.set_ticks(np.arange(lo, hi + 1, max(1, math.ceil((hi - lo + 1) / 12))))
+            cbar.ax.minorticks_off()
+        if log or hi >= 1000:
+            cbar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: compact_number(v)))
+            if log:
+                cbar.ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
 
     def update(
         self,
@@ -450,55 +495,55 @@ def plot_best_vs_trainings(
 # run-store level
 # --------------------------------------------------------------------------------------------
 def lattice_values(
-    step_row: Mapping[str, Any],
+    step_row: StepRow,
     metric: str,
-    evaluations_by_genome: Mapping[str, Mapping[str, Any]] | None = None,
+    params_by_genome: Mapping[str, int | None] | None = None,
 ) -> np.ndarray:
     """The L x L array a heatmap shows for one step: fitness, depth (conv layers), params or age.
 
     ``age`` is how many steps ago the cell was last written (0 = written at this step). ``params``
-    is looked up in ``evaluations_by_genome`` (compact genome -> evaluation row); unknown -> NaN.
+    is looked up in ``params_by_genome`` (compact genome -> parameter count); unknown -> NaN.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
-    lattice = step_row.get("lattice")
+    lattice = step_row.lattice
     if not lattice:
-        raise ValueError(f"step {step_row.get('step')} has no lattice (not a lattice strategy)")
+        raise ValueError(f"step {step_row.step} has no lattice (not a lattice strategy)")
     genomes = lattice["genomes"]
     if metric == "fitness":
         return np.array(lattice["fitness"], dtype=float)
     if metric == "age":
-        return float(step_row["step"]) - np.array(lattice["age"], dtype=float)
+        return float(step_row.step) - np.array(lattice["age"], dtype=float)
     if metric == "depth":
         return np.array([[parse_genome(g).num_convs for g in row] for row in genomes], dtype=float)
-    lookup = evaluations_by_genome or {}
+    lookup = params_by_genome or {}
 
     def params_of(g: str) -> float:
-        value = (lookup.get(g) or {}).get("params")
+        value = lookup.get(g)
         return float(value) if value is not None else math.nan
 
     return np.array([[params_of(g) for g in row] for row in genomes], dtype=float)
 
 
-def lattice_series(step_rows: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
+def lattice_series(step_rows: Sequence[StepRow]) -> dict[str, list[float]]:
     """Best / mean / worst lattice fitness per step, from the store's step rows."""
     out: dict[str, list[float]] = {"steps": [], "best": [], "mean": [], "worst": []}
     for row in step_rows:
-        if not row.get("lattice"):
+        if not row.lattice:
             continue
-        fit = np.array(row["lattice"]["fitness"], dtype=float)
-        out["steps"].append(int(row["step"]))
+        fit = np.array(row.lattice["fitness"], dtype=float)
+        out["steps"].append(row.step)
         out["best"].append(float(np.nanmax(fit)))
         out["mean"].append(float(np.nanmean(fit)))
         out["worst"].append(float(np.nanmin(fit)))
     return out
 
 
-def _changed_cells(step_row: Mapping[str, Any]) -> list[tuple[int, int]]:
-    step = int(step_row["step"])
+def _changed_cells(step_row: StepRow) -> list[tuple[int, int]]:
+    step = step_row.step
     if step == 0:
         return []
-    age = step_row["lattice"]["age"]
+    age = step_row.lattice["age"]
     return [(r, c) for r, row in enumerate(age) for c, a in enumerate(row) if int(a) == step]
 
 
@@ -508,12 +553,11 @@ def _cell(value: Any) -> tuple[int, int] | None:
     return int(value[0]), int(value[1])
 
 
-def _step_title(metric: str, step_row: Mapping[str, Any], last_step: int, config: Mapping[str, Any]) -> str:
-    step = int(step_row["step"])
-    dataset = config.get("dataset")
-    size = len(step_row["lattice"]["genomes"])
-    head = f"{metric} · {size}×{size} lattice" + (f" · {dataset}" if dataset else "")
-    record = step_row.get("record") or {}
+def _step_title(metric: str, step_row: StepRow, last_step: int, dataset: str) -> str:
+    step = step_row.step
+    size = len(step_row.lattice["genomes"])
+    head = f"{metric} · {size}×{size} lattice · {dataset}"
+    record = step_row.record
     if step == 0:
         detail = f"step 0 / {last_step}: initial lattice"
     else:
@@ -527,26 +571,25 @@ def _step_title(metric: str, step_row: Mapping[str, Any], last_step: int, config
     return f"{head}\n{detail}"
 
 
-def _params_lookup(store: Any, genomes: set[str], evaluations: list[dict]) -> dict[str, dict]:
-    lookup: dict[str, dict] = {}
-    for ev in evaluations:
-        if ev.get("params") is not None:
-            lookup.setdefault(ev["genome"], ev)
+def _params_lookup(store: Any, genomes: set[str]) -> dict[str, int | None]:
+    """Parameter count of each genome: as trained, else computed for the run's data shape."""
+    lookup: dict[str, int | None] = {}
+    for ev in store.evaluations():
+        if ev.params is not None:
+            lookup.setdefault(ev.genome, ev.params)
     missing = [g for g in genomes if g not in lookup]
-    if missing:  # e.g. genomes whose fitness came from the cache: compute what the builder would build
-        try:
-            from alife_nas.model import describe_genome
+    info = store.dataset_info
+    if missing and info:  # e.g. genomes whose fitness came from the cache: what the builder would build
+        from alife_nas.shapes import describe_genome
 
-            cfg = store.config
-            for g in missing:
-                info = describe_genome(parse_genome(g), tuple(cfg["input_shape"]), int(cfg["num_classes"]))
-                lookup[g] = {"params": info.params}
-        except Exception:  # a picture without a few values beats no picture
-            pass
+        hidden = store.config.training.hidden
+        for g in missing:
+            shape = describe_genome(parse_genome(g), tuple(info["input_shape"]), int(info["num_classes"]), hidden)
+            lookup[g] = shape.params
     return lookup
 
 
-def _select_steps(rows: list[dict], steps: str | int) -> list[dict]:
+def _select_steps(rows: list[StepRow], steps: str | int) -> list[StepRow]:
     if not rows:
         raise ValueError("the run has no finished step yet: nothing to draw")
     if steps == "all":
@@ -555,9 +598,9 @@ def _select_steps(rows: list[dict], steps: str | int) -> list[dict]:
         return [rows[-1]]
     wanted = int(steps)
     for row in rows:
-        if int(row["step"]) == wanted:
+        if row.step == wanted:
             return [row]
-    raise ValueError(f"step {wanted} is not in the run (finished steps: 0..{rows[-1]['step']})")
+    raise ValueError(f"step {wanted} is not in the run (finished steps: 0..{rows[-1].step})")
 
 
 def render_heatmaps(
@@ -578,17 +621,16 @@ def render_heatmaps(
         raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
     config = store.config
     step_rows = store.step_rows()  # every step's record and lattice: read once
-    all_rows = [r for r in step_rows if r.get("lattice")]
+    all_rows = [r for r in step_rows if r.lattice]
     if not all_rows and step_rows:
-        strategy = config.get("strategy", "this strategy")
-        raise ValueError(f"the run uses strategy {strategy!r}, which has no lattice to draw")
+        raise ValueError(f"the run uses strategy {config.strategy!r}, which has no lattice to draw")
     chosen = _select_steps(all_rows, steps)
-    last_step = int(all_rows[-1]["step"])
+    last_step = all_rows[-1].step
 
-    lookup: dict[str, dict] = {}
+    lookup: dict[str, int | None] = {}
     if metric == "params":
-        genomes = {g for row in chosen for line in row["lattice"]["genomes"] for g in line}
-        lookup = _params_lookup(store, genomes, store.evaluations())
+        genomes = {g for row in chosen for line in row.lattice["genomes"] for g in line}
+        lookup = _params_lookup(store, genomes)
     frames = [lattice_values(row, metric, lookup) for row in chosen]
 
     log = metric == "params"
@@ -604,11 +646,11 @@ def render_heatmaps(
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
 
-    def show(row: Mapping[str, Any], values: np.ndarray) -> Figure:
-        record = row.get("record") or {}
+    def show(row: StepRow, values: np.ndarray) -> Figure:
+        record = row.record
         return plot.update(
             values,
-            title=_step_title(metric, row, last_step, config),
+            title=_step_title(metric, row, last_step, config.data.dataset),
             master=_cell(record.get("master")),
             partner=_cell(record.get("partner")),
             changed=_changed_cells(row),
@@ -618,7 +660,7 @@ def render_heatmaps(
         # Lay the figure out once, on the frame with the fullest legend, then keep that geometry:
         # every frame is the same size and the layout is not recomputed per frame.
         def legend_items(i: int) -> int:
-            record = chosen[i].get("record") or {}
+            record = chosen[i].record
             return (record.get("master") is not None) + (record.get("partner") is not None) + bool(_changed_cells(chosen[i]))
 
         widest = max(range(len(chosen)), key=legend_items)
@@ -626,7 +668,7 @@ def render_heatmaps(
         plot.fig.set_layout_engine("none")
     for row, values in zip(chosen, frames):
         image = _render(show(row, values), dpi)
-        path = out / f"{metric}_step_{int(row['step']):04d}.png"
+        path = out / f"{metric}_step_{row.step:04d}.png"
         image.save(path, format="PNG")
         written.append(path)
     if steps == "all":
@@ -702,12 +744,10 @@ def render_curves(store: Any, out_dir: str | Path, *, dpi: int = 120) -> list[Pa
     written: list[Path] = []
     series = lattice_series(store.step_rows())
     config = store.config
-    where = ", ".join(
-        str(x) for x in (config.get("dataset"), config.get("strategy")) if x
-    )
+    where = f"{config.data.dataset}, {config.strategy}"
     if series["steps"]:
-        size = config.get("lattice")
-        title = "Lattice fitness per step" + (f" ({size}×{size}, {where})" if size else (f" ({where})" if where else ""))
+        size = getattr(config.method, "lattice", None)
+        title = "Lattice fitness per step" + (f" ({size}×{size}, {where})" if size else f" ({where})")
         fig = plot_fitness_curves(series["steps"], series["best"], series["mean"], series["worst"], title=title)
         path = out / "fitness_curves.png"
         fig.savefig(path, dpi=dpi)
@@ -719,7 +759,7 @@ def render_curves(store: Any, out_dir: str | Path, *, dpi: int = 120) -> list[Pa
         hits = getattr(store, "cache_hits", None)
         title = f"Best fitness against trainings ({len(evaluations)} trainings"
         title += f", {hits} cache hits)" if hits is not None else ")"
-        init = sum(1 for ev in evaluations if ev.get("step") == 0)
+        init = sum(1 for ev in evaluations if ev.step == 0)
         fig = plot_best_vs_trainings(x, best, title=title, init_trainings=init or None)
         path = out / "best_vs_trainings.png"
         fig.savefig(path, dpi=dpi)
@@ -730,13 +770,8 @@ def render_curves(store: Any, out_dir: str | Path, *, dpi: int = 120) -> list[Pa
     return written
 
 
-def best_so_far(evaluations: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[float]]:
+def best_so_far(evaluations: Sequence[Evaluation]) -> tuple[list[int], list[float]]:
     """Number of trainings 1..n and the best fitness found after each (failures count as 0)."""
-    ordered = sorted(evaluations, key=lambda e: e.get("order") or 0)
-    fitness = [
-        float(ev["fitness"])
-        if ev.get("fitness") is not None and ev.get("failure") is None and math.isfinite(float(ev["fitness"]))
-        else 0.0
-        for ev in ordered
-    ]
+    ordered = sorted(evaluations, key=lambda e: e.order)
+    fitness = [ev.fitness if ev.failure is None and math.isfinite(ev.fitness) else 0.0 for ev in ordered]
     return list(range(1, len(ordered) + 1)), running_best(fitness)

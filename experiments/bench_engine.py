@@ -13,8 +13,9 @@ import time
 
 import numpy as np
 
+from alife_nas.config import SearchConfig
 from alife_nas.evolution import EvolutionConfig, evolve_step, initialize_lattice
-from alife_nas.run import Run, RunConfig
+from alife_nas.search import Search
 
 
 def fake_fitness(step, requests):
@@ -44,13 +45,14 @@ def main() -> None:
 
     store_steps = min(args.steps, 300)
     with tempfile.TemporaryDirectory() as tmp:
-        run = Run.create(f"{tmp}/run", RunConfig(lattice=args.lattice, steps=0), fake_score)
-        run.advance()  # initialisation only
-        run.config.steps = store_steps
-        start = time.perf_counter()
-        run.advance()
-        stored_us = (time.perf_counter() - start) / store_steps * 1e6
-        run.store.close()
+        run_dir = f"{tmp}/run"
+        with Search.create(run_dir, SearchConfig.from_options(lattice=args.lattice, steps=0), score=fake_score) as search:
+            search.run()  # initialisation only
+        with Search.open(run_dir, score=fake_score, steps=store_steps) as search:
+            start = time.perf_counter()
+            search.run()
+            stored_us = (time.perf_counter() - start) / store_steps * 1e6
+            assert search.steps_done == store_steps
 
     print(f"lattice {args.lattice}x{args.lattice}, {args.steps} steps, outcomes {outcomes}")
     print(f"engine only:            {engine_us:9.1f} us/step")

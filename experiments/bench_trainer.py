@@ -1,4 +1,4 @@
-"""Benchmarks for the trainer (SPEC §5): throughput against a plain reference loop, and presets.
+"""Benchmarks for the trainer (docs/training.md, "Speed"): throughput against a plain reference loop, and presets.
 
     python experiments/bench_trainer.py                      # throughput, CPU, 3 epochs
     python experiments/bench_trainer.py --device cuda        # same, on the GPU, unchanged

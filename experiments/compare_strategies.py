@@ -32,14 +32,15 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=150, help="trainings per run")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--preset", default="fast")
-    parser.add_argument("--lattice", type=int, default=5)
+    parser.add_argument("--lattice", type=int, default=5, help="neuralfinder's lattice side (its own option)")
     parser.add_argument("--filters", default="16,32,64,96,128")
     parser.add_argument("--max-epochs", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--retrain", action="store_true", help="re-train each run's best for test accuracy")
     parser.add_argument("--retrain-seeds", type=int, default=1, help="with --retrain: mean over this many re-trainings")
-    parser.add_argument("--extra", action="append", default=[], help="more evolve options, e.g. --extra=--patience=5")
+    parser.add_argument("--extra", action="append", default=[],
+                        help="more evolve options for every strategy, e.g. --extra=--patience=5")
     args = parser.parse_args()
 
     out = Path(args.out)
@@ -49,11 +50,14 @@ def main() -> None:
             run_dir = out / f"{strategy}-s{seed}"
             run_dirs.append(str(run_dir))
             if (run_dir / "run.sqlite").exists():
-                cmd = ["resume", str(run_dir)]
+                # budget and device may change when a run goes on (a larger --budget extends it)
+                cmd = ["resume", str(run_dir), "--budget", str(args.budget), "--device", args.device]
             else:
+                # a strategy's own options are refused by the others: --lattice only for neuralfinder
+                own = ["--lattice", str(args.lattice)] if strategy == "neuralfinder" else []
                 cmd = ["evolve", "--out", str(run_dir), "--strategy", strategy, "--seed", seed,
                        "--dataset", args.dataset, "--budget", str(args.budget), "--preset", args.preset,
-                       "--lattice", str(args.lattice), "--filters", args.filters,
+                       *own, "--filters", args.filters,
                        "--max-epochs", str(args.max_epochs), "--device", args.device, *args.extra]
             print(f"== {strategy} seed {seed}: alife-nas {' '.join(cmd)}", flush=True)
             subprocess.run([sys.executable, "-m", "alife_nas", *cmd], check=True)

@@ -19,3 +19,18 @@ def score():
 def tree_state(path):
     """Every file under path with its bytes: to prove a refused command changed nothing."""
     return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def make_search(run_dir, score=fake_score, data=None, **options):
+    """A search with a cheap deterministic fitness (no data set unless given), not yet run."""
+    from alife_nas.config import SearchConfig
+    from alife_nas.search import Search
+
+    return Search.create(run_dir, SearchConfig.from_options(**options), score=score, data=data)
+
+
+def run_search(run_dir, score=fake_score, data=None, **options):
+    """Make a search with :func:`make_search`, run it to its end, close it; returns run_dir."""
+    with make_search(run_dir, score, data, **options) as search:
+        search.run()
+    return run_dir

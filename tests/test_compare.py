@@ -1,9 +1,15 @@
 import pytest
-from tests.conftest import fake_score
 
-from alife_nas.compare import RunCurve, aggregate, best_so_far, comparison_table, load_curve, plot_comparison
-from alife_nas.run import Run, RunConfig
+from alife_nas.compare import (
+    RunCurve,
+    aggregate,
+    best_so_far,
+    comparison_table,
+    load_curve,
+    plot_comparison,
+)
 from alife_nas.store import RunStore
+from tests.conftest import run_search
 
 
 def test_best_so_far():
@@ -55,9 +61,7 @@ def test_plot_comparison_draws_one_panel_on_a_given_ax():
 
 
 def test_load_curve_from_a_real_store(tmp_path):
-    run = Run.create(str(tmp_path / "r"), RunConfig(strategy="random", steps=9, seed=4), fake_score)
-    run.advance()
-    run.store.close()
+    run_search(tmp_path / "r", strategy="random", steps=9, seed=4)
     with RunStore.open(tmp_path / "r") as store:
         curve = load_curve(store, "r")
     assert curve.strategy == "random" and curve.seed == 4 and len(curve.best) == 10

@@ -1,11 +1,12 @@
-from alife_nas.evaluation import CachedEvaluator, cache_key, candidate_seed, settings_hash
+from alife_nas.config import SearchConfig, settings_hash
+from alife_nas.evaluation import CachedEvaluator, cache_key, candidate_seed
 from alife_nas.evolution import EvalRequest
 from alife_nas.genome import parse_genome
 from alife_nas.store import RunStore
 
 
 def make_store(tmp_path, settings=None):
-    return RunStore.create(tmp_path / "run", {"x": 1}, settings_hash(settings or {"lr": 0.1}))
+    return RunStore.create(tmp_path / "run", SearchConfig(), settings_hash(settings or {"lr": 0.1}))
 
 
 def test_candidate_seed_is_pure_and_distinct():
@@ -36,7 +37,7 @@ def test_cache_never_trains_a_genome_twice(tmp_path, score):
     again = ev(2, [EvalRequest(h, 0, "self"), EvalRequest(g, 1, "x")])
     assert trained == ["16-M", "32"] and ev.cache_hits == 2 and again == [first[1], first[0]]
     rows = store.evaluations()
-    assert len(rows) == 2 and rows[0]["seed"] == candidate_seed(0, 1, 0) and rows[1]["seed"] == candidate_seed(0, 1, 1)
+    assert len(rows) == 2 and rows[0].seed == candidate_seed(0, 1, 0) and rows[1].seed == candidate_seed(0, 1, 1)
 
 
 def test_replay_of_same_step_counts_as_training_not_hit(tmp_path, score):
@@ -73,6 +74,6 @@ def test_a_crashing_score_gives_zero_and_the_next_one_works(tmp_path, score):
                  EvalRequest(parse_genome("32"), 2, "x")])
     assert out[0] == 0.0 and out[1] == 0.0 and out[2] > 0
     rows = store.evaluations()
-    assert rows[0]["failure_kind"] == "error" and "RuntimeError: boom" in rows[0]["failure"]
-    assert rows[1]["fitness"] == 0.0
+    assert rows[0].failure_kind == "error" and "RuntimeError: boom" in rows[0].failure
+    assert rows[1].fitness == 0.0
     assert store.totals()["failures"] == 1

@@ -1,9 +1,15 @@
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alife_nas.evolution import (
-    EvolutionConfig, Outcome, StepRecord, evolve_step, initialize_lattice, is_better,
+    EvolutionConfig,
+    Outcome,
+    StepRecord,
+    evolve_step,
+    initialize_lattice,
+    is_better,
 )
 from alife_nas.genome import Conv, parse_genome
 

@@ -13,12 +13,15 @@ import pytest
 
 from alife_nas import export as ex
 from alife_nas.genome import parse_genome, parse_tuple_form
+from alife_nas.retraining import Retraining
+from alife_nas.store import Evaluation
+from alife_nas.training import TrainResult
 
 
-def ev(order: int, genome: str, fitness: float, params: int = 1000, failure: str | None = None, **more) -> dict:
-    return {"order": order, "genome": genome, "fitness": fitness, "failure": failure, "params": params,
-            "flops": 10 * params, "epochs": 7, "best_epoch": 4, "step": order // 3, "operator": "self",
-            "parents": ["32"], "position": [0, 1], **more}
+def ev(order: int, genome: str, fitness: float, params: int = 1000, failure: str | None = None, **more) -> Evaluation:
+    return Evaluation(order=order, genome=genome, fitness=fitness, failure=failure, params=params, flops=10 * params,
+                      epochs=7, best_epoch=4, step=order // 3, index=0, operator="self", parents=("32",),
+                      position=(0, 1), **more)
 
 
 EVALS = [
@@ -186,46 +189,26 @@ def test_write_export_every_format(tmp_path) -> None:
 
 
 # --- re-training ------------------------------------------------------------------------------
-def test_retrain_adds_test_accuracy_and_keeps_the_ranking() -> None:
+def result(seed: int, test: float | None, failure: str | None = None) -> TrainResult:
+    return TrainResult(genome="64-M", fitness=0.9, val_accuracy=0.9, test_accuracy=test, best_epoch=2, epochs=3,
+                       train_time=1.5, images_per_sec=1.0, params=1, flops=1, effective_layers="64-M",
+                       failure=failure, seed=seed)
+
+
+def test_with_retraining_adds_the_mean_test_accuracy_and_keeps_the_ranking() -> None:
     rows = ex.top_architectures(EVALS)
-    seen = []
-
-    def train_fn(genome, row):
-        seen.append((str(genome), row["rank"]))
-        if row["rank"] == 2:
-            return {"test_accuracy": None, "failure": "out of memory", "epochs": 0}
-        return {"test_accuracy": 0.5 + row["rank"] / 10, "epochs": 3, "train_time": 1.5}
-
-    reported = []
-    out = ex.retrain(rows, train_fn, on_result=lambda row, result: reported.append(row["rank"]))
-    assert seen == [(r["genome"], r["rank"]) for r in rows] and reported == [1, 2, 3, 4]
-    assert [r["test_accuracy"] for r in out] == [0.6, None, 0.8, 0.9]
-    assert out[1]["retrain_failure"] == "out of memory" and out[0]["retrain_epochs"] == 3
-    assert [r["genome"] for r in out] == [r["genome"] for r in rows]
+    retraining = Retraining("64-M", (result(0, 0.8), result(1, None, "out of memory")))
+    out = ex.with_retraining(rows[0], retraining)
+    assert out["test_accuracy"] == pytest.approx(0.4)  # a failed re-training counts 0
+    assert out["test_accuracies"] == [0.8, 0.0] and out["retrain_seeds"] == [0, 1] and out["retrain_epochs"] == [3, 3]
+    assert out["retrain_failures"] == ["seed 1: out of memory"] and out["retrain_time"] == 3.0
+    assert out["rank"] == 1 and out["genome"] == rows[0]["genome"]
     assert "test_accuracy" not in rows[0]  # inputs untouched
-    assert json.loads(ex.to_json(out))[0]["test_accuracy"] == 0.6
-
-
-def test_full_training_splits_puts_validation_into_training() -> None:
-    import torch
-
-    from alife_nas.data import DataSplits
-
-    x = torch.zeros(10, 1, 4, 4, dtype=torch.uint8)
-    y = torch.arange(10) % 2
-    data = DataSplits("toy", x[:6], y[:6], x[6:8], y[6:8], x[8:], y[8:], 2, (1, 4, 4), (0.0,), (1.0,))
-    full = ex.full_training_splits(data)
-    assert full.sizes() == {"train": 8, "val": 2, "test": 2}
-    assert torch.equal(full.test_y, data.test_y)
-
-
-def test_retrain_seed_is_a_pure_function() -> None:
-    assert ex.retrain_seed(0, 1) == ex.retrain_seed(0, 1) != ex.retrain_seed(0, 2)
-    assert 0 <= ex.retrain_seed(2**40, 15) < 2**31
+    assert json.loads(ex.to_json([out]))[0]["test_accuracy"] == pytest.approx(0.4)
 
 
 def test_export_text_and_check_target(tmp_path) -> None:
-    rows = ex.top_architectures([{"genome": "16-M", "fitness": 0.5, "params": 10, "order": 1}])
+    rows = ex.top_architectures([ev(1, "16-M", 0.5, params=10)])
     assert ex.export_text(rows, "json") == ex.to_json(rows) and ex.export_text(rows, "paper") == ex.to_paper(rows)
     assert ex.export_text(rows, "markdown", title="t") == ex.to_markdown(rows, title="t")
     with pytest.raises(ValueError, match="not a text export format"):

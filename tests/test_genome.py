@@ -1,8 +1,16 @@
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alife_nas.genome import (
-    DEFAULT_FILTERS, Conv, Genome, GenomeParseError, MaxPool, format_tuple_form, parse_genome, parse_tuple_form,
+    DEFAULT_FILTERS,
+    Conv,
+    Genome,
+    GenomeParseError,
+    MaxPool,
+    format_tuple_form,
+    parse_genome,
+    parse_tuple_form,
 )
 
 layers = st.one_of(st.sampled_from(DEFAULT_FILTERS).map(Conv), st.just(MaxPool()))

@@ -1,11 +1,20 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alife_nas.genome import DEFAULT_FILTERS, Conv, Genome, MaxPool, parse_genome
 from alife_nas.operators import (
-    crossover, draw_cut, insert_conv, insert_pool, mutate_filter, random_genome, random_initial_genome,
-    remove_conv, remove_pool, self_replicate,
+    crossover,
+    draw_cut,
+    insert_conv,
+    insert_pool,
+    mutate_filter,
+    random_genome,
+    random_initial_genome,
+    remove_conv,
+    remove_pool,
+    self_replicate,
 )
 
 layers = st.one_of(st.sampled_from(DEFAULT_FILTERS).map(Conv), st.just(MaxPool()))

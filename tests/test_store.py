@@ -1,33 +1,34 @@
 import sqlite3
 
 import pytest
-from tests.conftest import tree_state
 
-from alife_nas.run import Run, RunConfig
-from alife_nas.store import DB_NAME, SCHEMA_VERSION, RunStore, RunStoreError
+from alife_nas.config import SearchConfig
+from alife_nas.store import DB_NAME, SCHEMA_VERSION, Evaluation, RunStore, RunStoreError
+from tests.conftest import run_search, tree_state
 
 
 @pytest.fixture
 def run_dir(tmp_path, score):
-    run = Run.create(str(tmp_path / "run"), RunConfig(lattice=3, steps=3), score)
-    run.advance()
-    run.store.close()
-    return tmp_path / "run"
+    return run_search(tmp_path / "run", score, lattice=3, steps=3)
 
 
 def test_round_trip_of_a_run(run_dir):
     with RunStore.open(run_dir) as store:
-        assert store.config["lattice"] == 3
+        assert store.config.method.lattice == 3 and store.config == SearchConfig.from_options(lattice=3, steps=3,
+                                                                                             device="cpu")
         assert store.steps_done == 3 and store.initialized
         rows = store.step_rows()
-        assert [r["step"] for r in rows] == [0, 1, 2, 3]
-        assert rows[0]["lattice"]["size"] == 3 and rows[0]["record"]["outcome"] == "init"
+        assert [r.step for r in rows] == [0, 1, 2, 3]
+        assert rows[0].lattice["size"] == 3 and rows[0].record["outcome"] == "init"
         evals = store.evaluations()
-        assert [e["order"] for e in evals] == list(range(1, len(evals) + 1))
-        assert sum(r["trainings"] for r in rows) == len(evals) == store.totals()["trainings"]
+        assert all(isinstance(e, Evaluation) for e in evals)
+        assert [e.order for e in evals] == list(range(1, len(evals) + 1))
+        assert sum(r.trainings for r in rows) == len(evals) == store.totals()["trainings"]
         first = evals[0]
-        assert first["step"] == 0 and first["operator"] == "init" and first["position"] == [0, 0]
-        assert store.lookup(f"{store.settings_hash}:{first['genome']}")["order"] == 1
+        assert first.step == 0 and first.operator == "init" and first.position == (0, 0)
+        assert store.lookup(f"{store.settings_hash}:{first.genome}") == first
+        last = store.last_step()
+        assert last.strategy_state == {} and last.lattice == rows[-1].lattice  # the lattice is stored once
         mode = store._conn.execute("PRAGMA journal_mode").fetchone()[0]
         assert mode == "wal"
 
@@ -35,7 +36,7 @@ def test_round_trip_of_a_run(run_dir):
 def test_create_refuses_existing_run(run_dir):
     before = tree_state(run_dir)
     with pytest.raises(RunStoreError, match="already holds a run"):
-        RunStore.create(run_dir, {}, "x")
+        RunStore.create(run_dir, SearchConfig(), "x")
     assert tree_state(run_dir) == before
 
 
@@ -107,10 +108,8 @@ def test_newer_schema(run_dir):
 
 def test_events_and_config_update(run_dir):
     with RunStore.open(run_dir) as store:
-        config = store.config
-        config["steps"] = 10
-        store.update_config(config)
+        store.update_config(store.config.with_options(steps=10))
         store.log_event("resume", "steps: 3 -> 10")
     with RunStore.open(run_dir) as store:
-        assert store.config["steps"] == 10
+        assert store.config.stop.steps == 10
         assert store.events()[-1]["message"] == "steps: 3 -> 10"

@@ -13,6 +13,16 @@ from matplotlib.patches import Rectangle
 from PIL import Image, ImageSequence
 
 from alife_nas import visualize as viz
+from alife_nas.config import SearchConfig
+from alife_nas.store import Evaluation, StepRow
+
+
+def step_row(step: int, lattice: dict | None, record: dict | None = None) -> StepRow:
+    return StepRow(step=step, record=record or {}, lattice=lattice, trainings=1, cache_hits=0, wall_time=0.0)
+
+
+def evaluation(order: int, fitness: float, failure: str | None = None, genome: str = "16") -> Evaluation:
+    return Evaluation(order=order, genome=genome, fitness=fitness, step=0, index=order - 1, failure=failure)
 
 
 class PlainStore:
@@ -20,8 +30,8 @@ class PlainStore:
 
     def __init__(self, size: int = 4, steps: int = 3, seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
-        self.config = {"strategy": "neuralfinder", "dataset": "digits", "lattice": size,
-                       "input_shape": [1, 8, 8], "num_classes": 10}
+        self.config = SearchConfig.from_options(strategy="neuralfinder", dataset="digits", lattice=size)
+        self.dataset_info = {"input_shape": [1, 8, 8], "num_classes": 10, "classes": None}
         self.cache_hits = 2
         genomes = [[str(int(rng.choice([16, 32, 64]))) for _ in range(size)] for _ in range(size)]
         fitness = rng.uniform(0.8, 0.9, (size, size))
@@ -42,21 +52,20 @@ class PlainStore:
             self._rows.append(self._row(step, m, p, "replace_master", genomes, fitness, age))
 
     def _add(self, genome: str, fitness: float, step: int) -> None:
-        self._evals.append({"order": len(self._evals) + 1, "genome": genome, "fitness": fitness,
-                            "failure": None if fitness > 0 else "non-finite loss", "params": 1000 * len(genome),
-                            "flops": 10 * len(genome), "step": step})
+        self._evals.append(Evaluation(order=len(self._evals) + 1, genome=genome, fitness=fitness, step=step,
+                                      index=len(self._evals), failure=None if fitness > 0 else "non-finite loss",
+                                      params=1000 * len(genome), flops=10 * len(genome)))
 
     @staticmethod
-    def _row(step, m, p, outcome, genomes, fitness, age) -> dict:
-        return {"step": step,
-                "record": {"master": list(m) if m else None, "partner": list(p) if p else None,
-                           "outcome": outcome, "max_c": None if step == 0 else 0.9},
-                "lattice": {"genomes": [list(r) for r in genomes], "fitness": fitness.tolist(), "age": age.tolist()}}
+    def _row(step, m, p, outcome, genomes, fitness, age) -> StepRow:
+        return step_row(step, {"genomes": [list(r) for r in genomes], "fitness": fitness.tolist(), "age": age.tolist()},
+                        {"master": list(m) if m else None, "partner": list(p) if p else None,
+                         "outcome": outcome, "max_c": None if step == 0 else 0.9})
 
-    def step_rows(self) -> list[dict]:
+    def step_rows(self) -> list[StepRow]:
         return self._rows
 
-    def evaluations(self) -> list[dict]:
+    def evaluations(self) -> list[Evaluation]:
         return self._evals
 
 
@@ -181,29 +190,46 @@ def test_curves_return_figures_with_labelled_axes() -> None:
 
 
 def test_best_so_far_ignores_failures_and_follows_training_order() -> None:
-    evs = [{"order": 2, "fitness": 0.7, "failure": None}, {"order": 1, "fitness": 0.5, "failure": None},
-           {"order": 3, "fitness": 0.99, "failure": "oom"}, {"order": 4, "fitness": 0.8, "failure": None}]
+    evs = [evaluation(2, 0.7), evaluation(1, 0.5), evaluation(3, 0.99, "oom"), evaluation(4, 0.8)]
     assert viz.best_so_far(evs) == ([1, 2, 3, 4], [0.5, 0.7, 0.7, 0.8])
+    assert viz.best_so_far([evaluation(1, float("nan")), evaluation(2, 0.4)]) == ([1, 2], [0.0, 0.4])
 
 
 # --- values from step rows --------------------------------------------------------------------
 def test_lattice_values_for_every_metric() -> None:
-    row = {"step": 5, "lattice": {"genomes": [["32-M-64", "16"], ["M-M", "16-16-16"]],
-                                  "fitness": [[0.9, 0.8], [0.0, 0.7]], "age": [[5, 0], [2, 3]]}}
+    row = step_row(5, {"genomes": [["32-M-64", "16"], ["M-M", "16-16-16"]],
+                       "fitness": [[0.9, 0.8], [0.0, 0.7]], "age": [[5, 0], [2, 3]]})
     assert viz.lattice_values(row, "fitness").tolist() == [[0.9, 0.8], [0.0, 0.7]]
     assert viz.lattice_values(row, "depth").tolist() == [[2, 1], [0, 3]]  # conv layers
     assert viz.lattice_values(row, "age").tolist() == [[0, 5], [3, 2]]  # steps since written
-    params = viz.lattice_values(row, "params", {"16": {"params": 123}, "M-M": {"params": None}})
+    params = viz.lattice_values(row, "params", {"16": 123, "M-M": None})
     assert params[0, 1] == 123 and math.isnan(params[0, 0]) and math.isnan(params[1, 0])
     with pytest.raises(ValueError, match="unknown metric"):
         viz.lattice_values(row, "colour")
     with pytest.raises(ValueError, match="no lattice"):
-        viz.lattice_values({"step": 1, "lattice": None}, "fitness")
+        viz.lattice_values(step_row(1, None), "fitness")
+
+
+def test_params_of_genomes_never_trained_come_from_the_runs_data_shape() -> None:
+    from alife_nas.genome import parse_genome
+    from alife_nas.shapes import describe_genome
+
+    store = PlainStore(size=3, steps=1)
+    trained = store.evaluations()[0]
+    store._evals = [trained]  # the other genomes' fitness came from elsewhere (e.g. the cache)
+    genomes = {g for line in store.step_rows()[-1].lattice["genomes"] for g in line}
+    lookup = viz._params_lookup(store, genomes)
+    assert lookup[trained.genome] == trained.params
+    hidden = store.config.training.hidden
+    for g in genomes - {trained.genome}:
+        assert lookup[g] == describe_genome(parse_genome(g), (1, 8, 8), 10, hidden).params
+    store.dataset_info = None  # a run that does not record its data shape: unknown, drawn as missing
+    assert set(viz._params_lookup(store, genomes)) == {trained.genome}
 
 
 def test_lattice_series() -> None:
     store = PlainStore(size=3, steps=2)
-    series = viz.lattice_series(store.step_rows())
+    series = viz.lattice_series(store.step_rows() + [step_row(3, None)])  # a step without a lattice is left out
     assert series["steps"] == [0, 1, 2]
     assert series["worst"][0] == 0.0 and all(b >= m >= w for b, m, w in zip(series["best"], series["mean"], series["worst"]))
 

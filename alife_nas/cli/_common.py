@@ -1,18 +1,43 @@
-"""Pieces every subcommand shares: user errors (exit 2, one line), config files, device choice,
-opening run directories and data sets, training-setting overrides."""
+"""Pieces every subcommand shares: user errors (exit 2, one line), config files, the search and
+training options (names and defaults from the library config), opening run directories."""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
-import tomllib
+import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 
-from alife_nas.store import RunStore, RunStoreError
+try:  # Python 3.11+; tomli is the same parser, installed on 3.10
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib  # type: ignore[no-redef]
 
-#: Options of `evolve`, `resume` and `train` that override the preset's trainer setting of the same name.
-TRAINING_OVERRIDES = ("max_epochs", "patience", "batch_size", "lr", "max_layers", "max_params")
+from alife_nas.config import ConfigError, SearchConfig, check_device
+from alife_nas.settings import PRESETS
+from alife_nas.store import RunStore, RunStoreError
+from alife_nas.strategies import STRATEGIES
+
+
+def library_defaults() -> dict[str, Any]:
+    """Every option's default, by name, as the library config has it (strategy options included)."""
+    defaults: dict[str, Any] = {}
+    for cls in STRATEGIES.values():
+        defaults.update(dataclasses.asdict(cls.Options()))
+    defaults.update(SearchConfig().options())
+    defaults["filters"] = ",".join(str(f) for f in defaults["filters"])
+    return defaults
+
+
+#: The library's defaults by option name: commands show these in --help and never keep their own.
+DEFAULTS = library_defaults()
+
+#: Options that change a trainer setting of the chosen preset (None = keep the preset's).
+TRAINING_OPTIONS = ("max_epochs", "patience", "batch_size", "lr", "max_layers", "max_params")
+
 
 class UserError(click.ClickException):
     """A mistake by the user: one line on stderr, exit code 2, no traceback.
@@ -23,30 +48,42 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
+def _config_value(path: Path, key: str, value: Any, flag: bool) -> Any:
+    """A config-file value as the command line would give it, so click checks it the same way."""
+    if flag:
+        if not isinstance(value, bool):
+            raise click.BadParameter(f"config file {path}: {key} must be true or false, got {value!r}")
+        return value
+    if isinstance(value, list) and all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value):
+        return ",".join(str(v) for v in value)  # filters = [16, 32] -> "16,32"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise click.BadParameter(f"config file {path}: {key} must be a single value, got {value!r}")
+    return str(value)  # parsed by the option's own type: "3.9" for an integer option is refused
+
+
 def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    """Read a TOML or JSON file of option defaults (keys are option names, '-' or '_')."""
+    """Read a TOML or JSON file of option values (keys are the option names, '-' or '_')."""
     if not value:
         return value
     path = Path(value)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise click.BadParameter(f"cannot read config file {path}: {exc.strerror}") from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"cannot read config file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    kind = "JSON" if path.suffix == ".json" else "TOML"
     try:
-        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        data = json.loads(text) if kind == "JSON" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise click.BadParameter(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from None
+        raise click.BadParameter(f"config file {path} is not valid {kind}: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
         raise click.BadParameter(f"config file {path} must hold a table of option names to values")
-    known = {p.name for p in ctx.command.params}
+    params = {p.name: p for p in ctx.command.params if isinstance(p, click.Option)}
     defaults: dict[str, Any] = {}
     for key, val in data.items():
         name = str(key).replace("-", "_")
-        if name not in known or name == "config":
+        if name not in params or name == "config":
             raise click.BadParameter(f"config file {path}: unknown option {key!r}")
-        if isinstance(val, list):  # e.g. filters = [16, 32] -> "16,32"
-            val = ",".join(str(v) for v in val)
-        defaults[name] = val
+        defaults[name] = _config_value(path, str(key), val, params[name].is_flag)
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
 
@@ -62,37 +99,85 @@ def config_option(func: Callable) -> Callable:
         is_eager=True,
         expose_value=False,
         callback=_load_config,
-        help="TOML or JSON file with option values (command-line options win).",
+        help="TOML or JSON file of option values, keys named like the options (command-line options win).",
     )(func)
 
 
-def resolve_device(name: str) -> str:
-    """Map ``auto|cpu|cuda`` to a torch device string; refuse cuda when there is none."""
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA device is available (use --device cpu or auto)")
-    return name
+def _shown(name: str) -> str:
+    value = DEFAULTS.get(name)
+    if name in TRAINING_OPTIONS:
+        return f"the preset's ({', '.join(f'{p}: {getattr(s, name)}' for p, s in PRESETS.items())})"
+    if name == "torus":
+        return "torus" if value else "bounded"
+    return "none" if value is None else str(value)
 
 
-def parse_filters(text: str) -> tuple[int, ...]:
-    """``16,32,64`` -> (16, 32, 64); refuse anything else with a clear message."""
+def _option(name: str, *flags: str, help: str, **kwargs: Any) -> Callable:
+    """An option whose default is the library's: given as None, shown from :data:`DEFAULTS`."""
+    flags = flags or (f"--{name.replace('_', '-')}",)
+    # The default is None ("not given", so resume can tell what was typed); the help shows the library's.
+    return click.option(*flags, name, default=None, show_default=False, help=f"{help}  [default: {_shown(name)}]",
+                        **kwargs)
+
+
+def data_options(func: Callable) -> Callable:
+    """Which data set and which validation split (the ``data`` section of the config)."""
+    options = [
+        _option("dataset", help="digits, cifar10, cifar100, mnist, fashion-mnist, svhn or imagefolder:PATH."),
+        _option("data_dir", type=click.Path(file_okay=False), help="Where data set files are (and are downloaded to)."),
+        _option("val_size", type=float, help="Validation split carved from the training data: a fraction (<1) or a count."),
+        _option("split_seed", type=int, help="Seed of the validation carve."),
+        _option("image_size", type=int, help="imagefolder only: resize every image to this square size."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def training_options(func: Callable) -> Callable:
+    """The training preset and the settings most often changed (the ``training`` section)."""
+    options = [
+        _option("preset", type=click.Choice(sorted(PRESETS)), help="Training preset (docs/training.md)."),
+        _option("max_epochs", type=int, help="Epoch limit of a training."),
+        _option("patience", type=int, help="Early-stopping patience in epochs; 0 = never stop early."),
+        _option("batch_size", type=int, help="Training batch size."),
+        _option("lr", type=float, help="Peak learning rate."),
+        _option("max_layers", type=int, help="Refuse genomes with more layers (fitness 0); 0 = no cap."),
+        _option("max_params", type=int, help="Refuse networks with more parameters (fitness 0); 0 = no cap."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def device_option(func: Callable) -> Callable:
+    return _option("device", help="auto, cpu, cuda or cuda:N.")(func)
+
+
+def given(options: dict[str, Any]) -> dict[str, Any]:
+    """The options the user gave (on the command line or in --config): None means not given."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def parse_filters(text: str) -> list[int]:
+    """``16,32,64`` -> [16, 32, 64] (the library checks the values)."""
     try:
-        values = tuple(int(v) for v in str(text).replace(" ", "").split(",") if v)
+        return [int(v) for v in str(text).replace(" ", "").split(",") if v]
     except ValueError:
-        raise UserError(f"--filters must be comma-separated positive integers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise UserError(f"--filters must be comma-separated positive integers, got {text!r}")
-    if len(set(values)) < 2:
-        raise UserError("--filters needs at least two distinct filter counts (mutation must be able to change one)")
-    return tuple(sorted(set(values)))
+        raise UserError(f"--filters must be comma-separated whole numbers, got {text[:80]!r}") from None
 
 
-def training_overrides(options: dict[str, Any]) -> dict[str, Any]:
-    """The trainer settings the user set on the command line (None = keep the preset's)."""
-    return {name: options[name] for name in TRAINING_OVERRIDES if options.get(name) is not None}
+def build_config(options: dict[str, Any], base: SearchConfig | None = None) -> SearchConfig:
+    """A SearchConfig from the given options (the library's defaults for the rest)."""
+    options = given(options)
+    if "filters" in options:
+        options["filters"] = parse_filters(options["filters"])
+    try:
+        if "device" in options:
+            check_device(options["device"])
+        return base.with_options(**options) if base is not None else SearchConfig.from_options(**options)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
 
 
 def open_run(run_dir: str) -> RunStore:
@@ -103,11 +188,15 @@ def open_run(run_dir: str) -> RunStore:
         raise UserError(str(exc)) from None
 
 
-def load_data(*args: Any, **kwargs: Any) -> Any:
-    """:func:`alife_nas.data.load_dataset` with a missing or bad data set as a one-line user error."""
-    from alife_nas.data import DatasetError, load_dataset
-
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """The library's one-line errors (bad config, data set or run directory) become exit 2."""
     try:
-        return load_dataset(*args, **kwargs)
-    except DatasetError as exc:
+        yield
+    except (ConfigError, RunStoreError) as exc:
         raise UserError(str(exc)) from None
+    except ValueError as exc:
+        data = sys.modules.get("alife_nas.data")  # only loaded (with torch) when data was touched
+        if data is not None and isinstance(exc, data.DatasetError):
+            raise UserError(str(exc)) from None
+        raise

@@ -7,8 +7,15 @@ from typing import Any
 
 import click
 
-from alife_nas.cli import main
-from alife_nas.cli._common import UserError, config_option, open_run, resolve_device
+from alife_nas.cli._common import (
+    UserError,
+    build_config,
+    config_option,
+    device_option,
+    open_run,
+    user_errors,
+)
+from alife_nas.cli._group import main
 
 # Mirrors alife_nas.visualize.METRICS; kept here so `alife-nas --help` does not import matplotlib.
 METRIC_NAMES = ("fitness", "depth", "params", "age")
@@ -93,80 +100,75 @@ def curves(run_dir: str, out: str | None) -> None:
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--top", type=click.IntRange(1), default=15, help="How many distinct architectures (best first).")
-@click.option("--format", "fmt", type=click.Choice(FORMAT_NAMES), default="markdown",
+@click.option("--format", "format", type=click.Choice(FORMAT_NAMES), default="markdown",
               help="json, paper (the seed's tuple form), markdown (a table) or pytorch (one .py per architecture).")
 @click.option("--out", type=click.Path(), default=None,
               help="File to write (folder for pytorch).  [default: stdout; pytorch: RUN_DIR/export-pytorch]")
 @click.option("--retrain", is_flag=True, default=False,
-              help="Re-train each architecture on the full training set (train + validation) and add its test accuracy.")
-@click.option("--epochs", type=click.IntRange(1), default=None,
-              help="Epochs for --retrain.  [default: the epoch at which the search's training peaked]")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="Device for --retrain.")
+              help="Re-train each architecture with the run's recipe and add its test accuracy (docs/training.md).")
+@click.option("--retrain-seeds", type=click.IntRange(1), default=None, show_default="1",
+              help="With --retrain: re-train with seeds 0..N-1 and report the mean test accuracy.")
+@device_option
 @click.option("--data-dir", default=None, help="Where the data set files are, for --retrain.  [default: the run's]")
 @config_option
-def export(run_dir: str, top: int, fmt: str, out: str | None, retrain: bool, epochs: int | None, device: str,
-           data_dir: str | None) -> None:
+def export(run_dir: str, top: int, format: str, out: str | None, retrain: bool, retrain_seeds: int | None,
+           device: str | None, data_dir: str | None) -> None:
     """Export the best distinct architectures of RUN_DIR, ranked by fitness (validation accuracy)."""
     from alife_nas import export as ex
 
-    if epochs is not None and not retrain:
-        raise UserError("--epochs only applies with --retrain")
-    with open_run(run_dir) as store:
+    if retrain_seeds is not None and not retrain:
+        raise UserError("--retrain-seeds only applies with --retrain")
+    with open_run(run_dir) as store, user_errors():
         config = store.config
+        info = store.dataset_info
         rows = ex.top_architectures(store.evaluations(), k=top)
     if not rows:
         raise UserError(f"{run_dir} has no successful training yet: nothing to export")
-    settings: dict[str, Any] = dict(config.get("settings") or {})
-    input_shape, num_classes = config.get("input_shape"), config.get("num_classes")
-    if fmt == "pytorch" and (not input_shape or not num_classes):
+    if format == "pytorch" and not info:
         raise UserError(f"{run_dir}: the run does not record its input shape and classes; cannot write PyTorch files")
-    target = Path(out) if out else (Path(run_dir) / "export-pytorch" if fmt == "pytorch" else None)
+    target = Path(out) if out else (Path(run_dir) / "export-pytorch" if format == "pytorch" else None)
     if target is not None:
         try:  # before re-training: a wrong --out must not cost an hour of training first
-            ex.check_target(fmt, target)
+            ex.check_target(format, target)
         except ValueError as exc:
             raise UserError(f"--out {exc}") from None
 
     if retrain:
-        rows = _retrain(rows, config, device, epochs, data_dir)
+        if data_dir is not None:
+            config = build_config({"data_dir": data_dir}, base=config)
+        rows = _retrain(rows, config, device, retrain_seeds or 1)
     if target is None:
-        click.echo(ex.export_text(rows, fmt), nl=False)
+        click.echo(ex.export_text(rows, format), nl=False)
         return
     try:
         written = ex.write_export(
-            rows, fmt, target, input_shape=input_shape, num_classes=num_classes,
-            hidden=int(settings.get("hidden", 512)), init=str(settings.get("init", "glorot")),
+            rows, format, target, input_shape=info and info["input_shape"], num_classes=info and info["num_classes"],
+            hidden=config.training.hidden, init=config.training.init,
         )
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot write the export to {target}: {exc}") from None
     what = f"{len(rows)} architecture{'s' if len(rows) != 1 else ''}"
-    if fmt == "pytorch":
+    if format == "pytorch":
         click.echo(f"wrote {what} as PyTorch files to {_show(target)}/ ({written[0].name} .. {written[-1].name})")
     else:
-        click.echo(f"wrote {what} ({fmt}) to {_show(target)}")
+        click.echo(f"wrote {what} ({format}) to {_show(target)}")
 
 
-def _retrain(rows: list[dict], config: dict, device: str, epochs: int | None, data_dir: str | None) -> list[dict]:
-    """Re-train the exported rows on the full training set; progress on stderr."""
+def _retrain(rows: list[dict], config: Any, device: str | None, seeds: int) -> list[dict]:
+    """Re-train the exported rows (alife_nas.retraining's policy); progress on stderr."""
     from alife_nas import export as ex
+    from alife_nas.retraining import make_trainer, retrain
 
-    device = resolve_device(device)
-    try:
-        train_fn = ex.make_retrainer(config, device, epochs=epochs, data_dir=data_dir)
-    except ImportError as exc:
-        raise UserError(f"re-training is not available: {exc}") from None
-    except ValueError as exc:  # alife_nas.data.DatasetError is a ValueError
-        raise UserError(f"cannot re-train: {exc}") from None
-    click.echo(f"re-training {len(rows)} architectures on the full training set of {config.get('dataset')} ({device})",
-               err=True)
-
-    def report(row: dict, result: dict) -> None:
-        acc = row.get("test_accuracy")
-        outcome = f"test accuracy {acc:.4f}" if acc is not None else f"failed: {row.get('retrain_failure')}"
-        time_taken = result.get("train_time")
-        took = f", {time_taken:.1f} s" if isinstance(time_taken, (int, float)) else ""
-        click.echo(f"  {row['rank']:>2}. {row['genome']}: {outcome} ({row.get('retrain_epochs', '?')} epochs{took})",
-                   err=True)
+    with user_errors():
+        trainer = make_trainer(config, device=device)
+    click.echo(f"re-training {len(rows)} architectures on {config.data.dataset} ({trainer.device}, "
+               f"seeds 0..{seeds - 1})", err=True)
+    out = []
+    for row in rows:
+        new = ex.with_retraining(row, retrain(row["genome"], trainer, seeds))
+        failed = f", failed: {'; '.join(new['retrain_failures'])}" if new.get("retrain_failures") else ""
+        click.echo(f"  {row['rank']:>2}. {row['genome']}: test accuracy {new['test_accuracy']:.4f}"
+                   f" ({new['retrain_time']:.1f} s{failed})", err=True)
         sys.stderr.flush()
-
-    return ex.retrain(rows, train_fn, on_result=report)
+        out.append(new)
+    return out

@@ -7,8 +7,16 @@ from typing import Any
 
 import click
 
-from alife_nas.cli import main
-from alife_nas.cli._common import UserError, config_option, load_data, resolve_device, training_overrides
+from alife_nas.cli._common import (
+    UserError,
+    build_config,
+    config_option,
+    data_options,
+    device_option,
+    training_options,
+    user_errors,
+)
+from alife_nas.cli._group import main
 
 
 def _epoch_reporter(max_epochs: int):
@@ -33,59 +41,40 @@ def _epoch_reporter(max_epochs: int):
 
 @main.command()
 @click.argument("genome")
-@click.option("--dataset", default="digits", help="digits, cifar10, cifar100, mnist, fashion-mnist, svhn or imagefolder:PATH.")
-@click.option("--data-dir", default="data", type=click.Path(file_okay=False), help="Where torchvision data sets live / are downloaded to.")
-@click.option("--val-size", default=0.1, type=float, help="Validation split carved from the training data: a fraction (<1) or a count.")
-@click.option("--split-seed", default=0, type=int, help="Seed of the validation carve.")
-@click.option("--image-size", default=None, type=click.IntRange(1), help="imagefolder only: resize every image to this square size.")
-@click.option("--preset", default="paper", type=click.Choice(["paper", "fast"]), help="Training preset (docs/training.md).")
-@click.option("--max-epochs", type=click.IntRange(1), default=None, help="Epoch budget.  [default: the preset's]")
-@click.option("--patience", type=click.IntRange(0), default=None, help="Early-stopping patience in epochs, 0 = off.  [default: the preset's]")
-@click.option("--batch-size", type=click.IntRange(1), default=None, help="Training batch size.  [default: the preset's]")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Peak learning rate.  [default: the preset's]")
-@click.option("--max-layers", type=click.IntRange(0), default=None, help="Refuse genomes with more layers, 0 = no cap.  [default: the preset's]")
-@click.option("--max-params", type=click.IntRange(0), default=None, help="Refuse networks with more parameters, 0 = no cap.  [default: the preset's]")
-@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+@data_options
+@training_options
+@device_option
 @click.option("--seed", default=0, type=int, help="Training seed (weights, data order, augmentation).")
 @click.option("--download/--no-download", default=False, help="Download a missing torchvision data set into --data-dir.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout (no progress output).")
 @config_option
-def train(genome: str, dataset: str, data_dir: str, val_size: float, split_seed: int, image_size: int | None, preset: str,
-          device: str, seed: int, download: bool, as_json: bool, **options: Any) -> None:
+def train(genome: str, seed: int, download: bool, as_json: bool, **options: Any) -> None:
     """Train one GENOME (compact `32-M-64` or the seed's tuple form) and report its accuracy.
 
-    Fitness is the best validation accuracy; the test accuracy is measured with the weights of
-    that best epoch. Exit code 1 when the training failed (too large, out of memory, ...).
+    The same recipe as a search with the same options, and as `export --retrain` and
+    `compare --retrain` (docs/training.md): fitness is the best validation accuracy; the test
+    accuracy is measured with the weights of that best epoch. Exit code 1 when the training
+    failed (too large, out of memory, ...).
     """
     from alife_nas.genome import GenomeParseError, parse_genome
-    from alife_nas.training import Trainer, make_settings
+    from alife_nas.retraining import make_trainer, retrain
 
     try:
         parsed = parse_genome(genome)
     except GenomeParseError as exc:
         raise UserError(f"malformed genome: {exc}") from None
-    try:
-        settings = make_settings(preset, **training_overrides(options))
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    device = resolve_device(device)
-    try:
-        import torch
-
-        torch.device(device)
-    except RuntimeError:
-        raise UserError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
-    size = val_size if val_size < 1 else int(val_size)
-    data = load_data(dataset, data_dir, val_size=size, split_seed=split_seed, download=download, image_size=image_size)
-
-    trainer = Trainer(data, settings, device)
+    config = build_config(options)
+    with user_errors():
+        trainer = make_trainer(config, download=download)
+    data, settings, device = trainer.data, trainer.settings, str(trainer.device)
+    preset = settings.preset
     on_epoch, done = (None, lambda: None)
     if not as_json:
         click.echo(f"training {parsed} on {data.name} ({len(data.train_y)} train / {len(data.val_y)} val / "
                    f"{len(data.test_y)} test) with the {preset} preset on {device}", err=True)
         on_epoch, done = _epoch_reporter(settings.max_epochs)
     try:
-        result = trainer.train(parsed, seed=seed, evaluate_test=True, on_epoch=on_epoch)
+        result = retrain(parsed, trainer, seeds=[seed], on_epoch=on_epoch).results[0]
     finally:
         done()
 

@@ -1,13 +1,15 @@
 """Search strategies over the same genomes, trainer, cache and run store.
 
-A new strategy is a new module here plus one entry in :data:`STRATEGIES`.
+A new strategy is a new module here (a class with ``name``, ``Options`` and the methods of
+:class:`Strategy`) plus one entry in :data:`STRATEGIES`. Strategies import nothing of the search,
+the store or torch: they get options, a generator and an evaluator.
 """
 from __future__ import annotations
 
 from alife_nas.strategies._base import Strategy
 from alife_nas.strategies.neuralfinder import NeuralFinder
-from alife_nas.strategies.random_search import RandomSearch
-from alife_nas.strategies.regularized import RegularizedEvolution
+from alife_nas.strategies.random_search import RandomOptions, RandomSearch
+from alife_nas.strategies.regularized import RegularizedEvolution, RegularizedOptions
 
 STRATEGIES: dict[str, type] = {
     NeuralFinder.name: NeuralFinder,
@@ -15,4 +17,5 @@ STRATEGIES: dict[str, type] = {
     RegularizedEvolution.name: RegularizedEvolution,
 }
 
-__all__ = ["Strategy", "NeuralFinder", "RandomSearch", "RegularizedEvolution", "STRATEGIES"]
+__all__ = ["Strategy", "NeuralFinder", "RandomSearch", "RandomOptions", "RegularizedEvolution",
+           "RegularizedOptions", "STRATEGIES"]

@@ -1,32 +1,44 @@
 """Random search: every step scores one random genome (random length, same filter set and caps)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from alife_nas.evolution import EvalRequest, Evaluator
+from alife_nas.genome import DEFAULT_FILTERS, normalize_filters
 from alife_nas.operators import random_genome
+from alife_nas.validation import check_int
 
 #: How many recent fitness values stand for "the population" in log lines and curves.
 WINDOW = 20
+
+
+@dataclass(frozen=True)
+class RandomOptions:
+    """Random search's options: the filter set and the longest genome it samples."""
+
+    filters: tuple[int, ...] = DEFAULT_FILTERS
+    random_max_layers: int = 12
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "filters", normalize_filters(self.filters))
+        object.__setattr__(self, "random_max_layers", check_int("random_max_layers", self.random_max_layers, 1, 1000))
 
 
 class RandomSearch:
     """The baseline every NAS method must beat: independent uniform samples of the space."""
 
     name: ClassVar[str] = "random"
+    Options: ClassVar[type] = RandomOptions
 
-    def __init__(self, filters: tuple[int, ...], max_layers: int = 12) -> None:
-        self.filters = tuple(filters)
-        self.max_layers = max_layers
+    def __init__(self, options: RandomOptions) -> None:
+        self.filters = options.filters
+        self.max_layers = options.random_max_layers
         self.best_genome: str | None = None
         self.best_fitness = 0.0
         self.recent: list[float] = []
-
-    @classmethod
-    def from_run_config(cls, config) -> "RandomSearch":
-        return cls(tuple(config.filters), config.random_max_layers)
 
     def _sample(self, rng: np.random.Generator, evaluate: Evaluator, step: int) -> dict:
         genome = random_genome(rng, self.filters, self.max_layers)
@@ -46,11 +58,11 @@ class RandomSearch:
     def state(self) -> dict:
         return {"best_genome": self.best_genome, "best_fitness": self.best_fitness, "recent": self.recent}
 
-    def load_state(self, state: dict) -> None:
+    def load_state(self, state: dict, lattice: dict | None) -> None:
         self.best_genome, self.best_fitness = state["best_genome"], state["best_fitness"]
         self.recent = list(state["recent"])
 
-    def lattice_snapshot(self) -> dict | None:
+    def lattice(self) -> dict | None:
         return None
 
     def population_fitness(self) -> list[float]:

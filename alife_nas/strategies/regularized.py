@@ -9,64 +9,44 @@ remove a conv, insert or remove a max-pool. The population starts like the latti
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from alife_nas.evolution import EvalRequest, Evaluator
-from alife_nas.genome import Genome, parse_genome
-from alife_nas.operators import (
-    insert_conv,
-    insert_pool,
-    mutate_filter,
-    random_initial_genome,
-    remove_conv,
-    remove_pool,
-)
-
-MUTATIONS: tuple[str, ...] = ("filter", "insert-conv", "remove-conv", "insert-pool", "remove-pool")
+from alife_nas.genome import DEFAULT_FILTERS, Genome, normalize_filters, parse_genome
+from alife_nas.operators import mutate_structure, random_initial_genome
+from alife_nas.validation import check_int
 
 
-def mutate_structure(rng: np.random.Generator, genome: Genome, filters: tuple[int, ...]) -> tuple[Genome, str]:
-    """Apply one uniformly drawn mutation that changes ``genome``; returns (child, mutation name).
+@dataclass(frozen=True)
+class RegularizedOptions:
+    """Aging evolution's options: the filter set, population size P and tournament size T."""
 
-    Mutations that cannot apply (no pool to remove, a max-pool picked for a filter change, ...)
-    are redrawn, so the child always differs from its parent.
-    """
-    while True:
-        name = MUTATIONS[int(rng.integers(len(MUTATIONS)))]
-        if name == "filter":
-            child: Genome | None = mutate_filter(rng, genome, filters)[0]
-        elif name == "insert-conv":
-            child = insert_conv(rng, genome, filters)
-        elif name == "remove-conv":
-            child = remove_conv(rng, genome)
-        elif name == "insert-pool":
-            child = insert_pool(rng, genome)
-        else:
-            child = remove_pool(rng, genome)
-        if child is not None and child != genome:
-            return child, name
+    filters: tuple[int, ...] = DEFAULT_FILTERS
+    population: int = 20
+    tournament: int = 5
 
+    def __post_init__(self) -> None:
+        population = check_int("population", self.population, 2, 100_000)
+        object.__setattr__(self, "filters", normalize_filters(self.filters))
+        object.__setattr__(self, "population", population)
+        object.__setattr__(self, "tournament", check_int("tournament", self.tournament, 1, population))
 
 class RegularizedEvolution:
     """Aging evolution; population size and tournament size are options."""
 
     name: ClassVar[str] = "regularized"
+    Options: ClassVar[type] = RegularizedOptions
 
-    def __init__(self, filters: tuple[int, ...], population: int = 20, tournament: int = 5) -> None:
-        if not 1 <= tournament <= population:
-            raise ValueError(f"tournament size must be in 1..population ({population}), got {tournament}")
-        self.filters = tuple(filters)
-        self.size = population
-        self.tournament = tournament
+    def __init__(self, options: RegularizedOptions) -> None:
+        self.filters = options.filters
+        self.size = options.population
+        self.tournament = options.tournament
         self.population: list[tuple[str, float]] = []  # oldest first
         self.best_genome: str | None = None
         self.best_fitness = 0.0
-
-    @classmethod
-    def from_run_config(cls, config) -> "RegularizedEvolution":
-        return cls(tuple(config.filters), config.population, config.tournament)
 
     def _remember(self, genome: Genome, fitness: float) -> None:
         if self.best_genome is None or fitness > self.best_fitness:
@@ -101,11 +81,11 @@ class RegularizedEvolution:
         return {"population": [list(p) for p in self.population], "best_genome": self.best_genome,
                 "best_fitness": self.best_fitness}
 
-    def load_state(self, state: dict) -> None:
+    def load_state(self, state: dict, lattice: dict | None) -> None:
         self.population = [(g, float(f)) for g, f in state["population"]]
         self.best_genome, self.best_fitness = state["best_genome"], state["best_fitness"]
 
-    def lattice_snapshot(self) -> dict | None:
+    def lattice(self) -> dict | None:
         return None
 
     def population_fitness(self) -> list[float]:

@@ -5,11 +5,14 @@ import pytest
 from click.testing import CliRunner
 
 from alife_nas.cli import main
-from alife_nas.run import Run, RunConfig
-from alife_nas.data import load_dataset
+from alife_nas.data import load_data
 from alife_nas.genome import parse_genome
-from alife_nas.training import Trainer, TrainSettings, make_settings
-from tests.conftest import fake_score
+from alife_nas.store import RunStore
+from alife_nas.training import Trainer
+from tests.conftest import run_search
+
+#: Each strategy's own options (a lattice is a neuralfinder option only).
+OWN = {"neuralfinder": {"lattice": 3}, "random": {}}
 
 
 def make_runs(tmp_path):
@@ -17,9 +20,7 @@ def make_runs(tmp_path):
     for strategy in ("neuralfinder", "random"):
         for seed in (0, 1):
             path = tmp_path / f"{strategy}-{seed}"
-            run = Run.create(str(path), RunConfig(strategy=strategy, lattice=3, steps=None, budget=15, seed=seed), fake_score)
-            run.advance()
-            run.store.close()
+            run_search(path, strategy=strategy, budget=15, seed=seed, **OWN[strategy])
             dirs.append(str(path))
     return dirs
 
@@ -42,16 +43,13 @@ def test_compare_refuses_a_non_run(tmp_path):
 
 
 def test_compare_retrain_adds_test_accuracy_with_the_real_trainer(tmp_path):
-    # Searched with the fake score (fast), but re-trained for real on digits with the runs' own settings.
-    settings = make_settings("fast", max_epochs=4).to_dict()
+    # Searched with the fake score (fast), but re-trained for real on digits with the runs' own config.
+    own = {"neuralfinder": {"lattice": 2}, "random": {"random_max_layers": 3}}
     dirs = []
     for strategy in ("neuralfinder", "random"):
         path = tmp_path / strategy
-        config = RunConfig(strategy=strategy, lattice=2, steps=None, budget=6, seed=0, filters=[16, 32],
-                           random_max_layers=3, settings=settings)
-        run = Run.create(str(path), config, fake_score)
-        run.advance()
-        run.store.close()
+        run_search(path, strategy=strategy, budget=6, seed=0, filters=[16, 32], preset="fast", max_epochs=4,
+                   **own[strategy])
         dirs.append(str(path))
     out = tmp_path / "report"
     result = CliRunner().invoke(main, ["compare", *dirs, "--out", str(out), "--retrain", "--retrain-seeds", "2", "--device", "cpu"])
@@ -59,10 +57,14 @@ def test_compare_retrain_adds_test_accuracy_with_the_real_trainer(tmp_path):
     rows = [line.split() for line in (out / "comparison.txt").read_text().splitlines()]
     run_rows = {row[0]: row for row in rows if row and row[0] in ("neuralfinder", "random") and row[2] == "0"}
     assert set(run_rows) == {"neuralfinder", "random"}
-    # The reported number is the mean of seed-0 and seed-1 re-trainings of the run's best genome with the run's settings.
-    data = load_dataset("digits", val_size=0.2)
-    trainer = Trainer(data, TrainSettings.from_dict(settings), "cpu")
-    for row in run_rows.values():
+    # The reported number is the mean of seed-0 and seed-1 re-trainings of the run's best genome, with the
+    # run's own data split and training settings (the retraining policy: test accuracy at the best val epoch).
+    for name, row in run_rows.items():
+        with RunStore.open(tmp_path / name) as store:
+            config = store.config
+            assert row[7] == store.best_evaluation().genome
+        assert config.training.preset == "fast" and config.training.max_epochs == 4
+        trainer = Trainer(load_data(config.data), config.training, "cpu")
         accuracies = [trainer.train(parse_genome(row[7]), seed=seed, evaluate_test=True).test_accuracy for seed in (0, 1)]
         assert all(0.0 < a <= 1.0 for a in accuracies)
         assert float(row[6]) == pytest.approx((accuracies[0] + accuracies[1]) / 2, abs=5e-5)

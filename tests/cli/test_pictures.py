@@ -10,12 +10,15 @@ from click.testing import CliRunner
 from PIL import Image, ImageSequence
 
 from alife_nas.cli import main
+from alife_nas.data import load_data, load_dataset
 from alife_nas.export import top_architectures
 from alife_nas.genome import parse_genome, parse_tuple_form
-from alife_nas.run import Run, RunConfig
-from alife_nas.store import RunStore
+from alife_nas.store import Evaluation, RunStore
+from alife_nas.training import Trainer
+from tests.conftest import run_search
 
 STEPS = 4
+MAX_EPOCHS = 2  # the run's own training setting: a re-training must use it
 
 
 def fake_score(genome, seed):
@@ -28,13 +31,19 @@ def fake_score(genome, seed):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
+def digits():
+    """The data set of the runs: given to the search, it records the input shape and classes in the run."""
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, digits) -> Path:
     path = tmp_path_factory.mktemp("runs") / "run"
-    config = RunConfig(lattice=3, steps=STEPS, seed=1, dataset="digits", input_shape=[1, 8, 8], num_classes=10,
-                       filters=[16, 32])  # small networks: the --retrain test really trains them
-    run = Run.create(str(path), config, fake_score)
-    run.advance()
-    run.store.close()
+    # small networks, few epochs: the --retrain test really trains them
+    run_search(path, fake_score, digits, lattice=3, steps=STEPS, seed=1, dataset="digits", filters=[16, 32],
+               max_epochs=MAX_EPOCHS)
+    with RunStore.open(path) as store:
+        assert store.dataset_info["input_shape"] == [1, 8, 8] and store.dataset_info["num_classes"] == 10
     return path
 
 
@@ -42,7 +51,7 @@ def invoke(*args: str):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
-def evaluations(run_dir: Path) -> list[dict]:
+def evaluations(run_dir: Path) -> list[Evaluation]:
     store = RunStore.open(run_dir)
     try:
         return store.evaluations()
@@ -104,7 +113,7 @@ def test_export_json_to_stdout_round_trips(run_dir: Path) -> None:
 
 def test_export_top_larger_than_the_run_distinct_only(run_dir: Path) -> None:
     evs = evaluations(run_dir)
-    distinct_ok = {e["genome"] for e in evs if not e["failure"]}
+    distinct_ok = {e.genome for e in evs if not e.failure}
     result = invoke("export", run_dir, "--top", "100000", "--format", "json")
     data = json.loads(result.output)
     assert len(data) == len(distinct_ok) == len({d["genome"] for d in data})
@@ -150,15 +159,28 @@ def one_torch_thread():
 
 def test_export_retrain_adds_test_accuracy(run_dir: Path, one_torch_thread: None) -> None:
     result = CliRunner().invoke(
-        main, ["export", str(run_dir), "--top", "2", "--format", "json", "--retrain", "--epochs", "1", "--device", "cpu"],
+        main, ["export", str(run_dir), "--top", "2", "--format", "json", "--retrain", "--retrain-seeds", "2",
+               "--device", "cpu"],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert len(data) == 2
+    assert [d["genome"] for d in data] == [r["genome"] for r in top_architectures(evaluations(run_dir), k=2)]
+    assert "re-training 2 architectures" in result.stderr and "seeds 0..1" in result.stderr
+    # The retraining policy: seeds 0..K-1 with the run's own data split and training settings, the test
+    # accuracy of each training's best validation epoch, and their mean reported.
+    with RunStore.open(run_dir) as store:
+        config = store.config
+    assert config.training.max_epochs == MAX_EPOCHS and config.training.patience == 0  # the fast preset
+    trainer = Trainer(load_data(config.data), config.training, "cpu")
     for row in data:
-        assert 0.0 <= row["test_accuracy"] <= 1.0 and row["retrain_epochs"] == 1
-    assert "re-training 2 architectures" in result.stderr
+        expected = [trainer.train(parse_genome(row["genome"]), seed=seed, evaluate_test=True) for seed in (0, 1)]
+        assert all(r.failure is None and 0.0 < r.test_accuracy <= 1.0 for r in expected)
+        assert row["retrain_seeds"] == [0, 1]
+        assert row["retrain_epochs"] == [r.epochs for r in expected] == [MAX_EPOCHS, MAX_EPOCHS]
+        assert row["test_accuracies"] == pytest.approx([r.test_accuracy for r in expected], abs=5e-5)
+        assert row["test_accuracy"] == pytest.approx(sum(r.test_accuracy for r in expected) / 2, abs=5e-5)
+        assert "retrain_failures" not in row
 
 
 # --- user errors --------------------------------------------------------------------------------
@@ -171,7 +193,7 @@ def test_export_retrain_adds_test_accuracy(run_dir: Path, one_torch_thread: None
         (["export", "{empty}"], "not an alife_nas run directory"),
         (["heatmap", "{run}", "--step", "soon"], "--step must be"),
         (["heatmap", "{run}", "--step", "99"], "step 99 is not in the run"),
-        (["export", "{run}", "--epochs", "3"], "--epochs only applies with --retrain"),
+        (["export", "{run}", "--retrain-seeds", "3"], "--retrain-seeds only applies with --retrain"),
         (["export", "{run}", "--format", "json", "--out", "{empty}"], "is a folder"),
     ],
 )
@@ -192,11 +214,8 @@ def test_bad_choices_are_refused(run_dir: Path) -> None:
     assert CliRunner().invoke(main, ["export", str(run_dir), "--top", "0"]).exit_code == 2
 
 
-def test_a_run_without_lattice_has_curves_but_no_heatmap(tmp_path: Path) -> None:
-    config = RunConfig(strategy="random", steps=2, seed=3, input_shape=[1, 8, 8], num_classes=10, filters=[16, 32])
-    run = Run.create(str(tmp_path / "random"), config, fake_score)
-    run.advance()
-    run.store.close()
+def test_a_run_without_lattice_has_curves_but_no_heatmap(tmp_path: Path, digits) -> None:
+    run_search(tmp_path / "random", fake_score, digits, strategy="random", steps=2, seed=3, filters=[16, 32])
     result = CliRunner().invoke(main, ["heatmap", str(tmp_path / "random")])
     assert result.exit_code == 2 and "has no lattice to draw" in result.output
     result = invoke("curves", tmp_path / "random", "--out", tmp_path / "pics")

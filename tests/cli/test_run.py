@@ -1,4 +1,5 @@
 """evolve / resume / status through the real command line."""
+import dataclasses
 import json
 import os
 import random
@@ -9,12 +10,16 @@ import sys
 import time
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
-from tests.conftest import tree_state
 
 from alife_nas.cli import main
+from alife_nas.cli._common import DEFAULTS
+from alife_nas.config import SearchConfig
+from alife_nas.search import Search
 from alife_nas.store import DB_NAME, RunStore
+from tests.conftest import tree_state
 
 # A real run on digits small enough for a test: 3×3 lattice, tiny filters, one epoch per training.
 TINY = ["--lattice", "3", "--steps", "4", "--filters", "16,32", "--max-epochs", "1", "--preset", "fast",
@@ -28,9 +33,9 @@ def cli(*args):
 
 def history(run_dir):
     with RunStore.open(run_dir) as store:
-        drop = {"created_at", "train_time", "images_per_sec"}
-        evals = [{k: v for k, v in e.items() if k not in drop} for e in store.evaluations()]
-        snap = store.last_step()["lattice"]
+        evals = [dataclasses.replace(e, created_at="", train_time=None, images_per_sec=None)
+                 for e in store.evaluations()]
+        snap = store.last_step().lattice
         return evals, snap, store.steps_done
 
 
@@ -166,25 +171,98 @@ def test_user_mistakes_exit_2_one_line_nothing_changed(tmp_path, done_run):
     assert_refused(["evolve", "--out", str(tmp_path / "new"), "--dataset", "nope"], tmp_path, ["nope"])
     assert not (tmp_path / "new").exists()
     assert_refused(["evolve", "--out", str(tmp_path / "new"), "--filters", "16,abc"], tmp_path, ["--filters"])
-    assert_refused(["evolve", "--out", str(tmp_path / "new"), "--lattice", "1"], tmp_path, ["--lattice"])
+    assert_refused(["evolve", "--out", str(tmp_path / "new"), "--lattice", "1"], tmp_path, ["lattice must be"])
+    assert_refused(["evolve", "--out", str(tmp_path / "new"), "--population", "5"], tmp_path,
+                   ["population is an option of the regularized strategy"])
+    assert_refused(["evolve", "--out", str(tmp_path / "new"), "--device", "gpu"], tmp_path, ["device must be"])
+    assert not (tmp_path / "new").exists()
 
 
 def test_config_file_supplies_options(tmp_path):
     config = tmp_path / "run.toml"
-    config.write_text('lattice = 3\nsteps = 1\nfilters = [16, 32]\nmax-epochs = 1\npreset = "fast"\nseed = 4\n')
+    config.write_text('lattice = 3\nsteps = 1\nfilters = [16, 32]\nmax-epochs = 1\npreset = "fast"\nseed = 4\n'
+                      'torus = false\nmaster_selection = "proportional"\n')
     run_dir = tmp_path / "run"
     result = CliRunner().invoke(main, ["evolve", "--out", str(run_dir), "--config", str(config), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     with RunStore.open(run_dir) as store:
-        assert store.config["lattice"] == 3 and store.config["seed"] == 4 and store.config["filters"] == [16, 32]
-        assert store.config["settings"]["max_epochs"] == 1
-    bad = tmp_path / "bad.toml"
-    bad.write_text("colour = 'red'\n")
-    result = CliRunner().invoke(main, ["evolve", "--out", str(tmp_path / "x"), "--config", str(bad)])
-    assert result.exit_code == 2 and "unknown option 'colour'" in result.output
+        stored = store.config
+    assert stored == SearchConfig.from_options(lattice=3, steps=1, filters=[16, 32], max_epochs=1, seed=4,
+                                               torus=False, master_selection="proportional", device="cpu")
+    info = json.loads(CliRunner().invoke(main, ["status", str(run_dir), "--json"]).output)
+    assert info["config"] == stored.to_dict() and info["config"]["method"]["torus"] is False
+    for text, words in [("colour = 'red'\n", "unknown option 'colour'"), ("lattice = 3.9\n", "3.9"),
+                        ("lattice = {a = 1}\n", "must be a single value"), ("torus = 1\n", "true or false"),
+                        ("master = 'uniform'\n", "unknown option 'master'")]:
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        result = CliRunner().invoke(main, ["evolve", "--out", str(tmp_path / "x"), "--config", str(bad)])
+        assert result.exit_code == 2 and words in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+class Captured(Exception):
+    pass
+
+
+def capture_config(monkeypatch, args):
+    """The SearchConfig that `evolve ARGS` hands to the library (nothing is run)."""
+    seen = {}
+
+    def create(run_dir, config=None, **kwargs):
+        seen["config"] = config
+        raise Captured
+
+    monkeypatch.setattr(Search, "create", staticmethod(create))
+    result = CliRunner().invoke(main, ["evolve", "--out", "unused", *args])
+    assert isinstance(result.exception, Captured), result.output
+    return seen["config"]
+
+
+def test_evolve_defaults_are_the_library_defaults(monkeypatch):
+    assert capture_config(monkeypatch, []) == SearchConfig()
+    text = CliRunner().invoke(main, ["evolve", "--help"], terminal_width=200).output
+    for name in ("lattice", "steps", "ratio", "radius", "dataset", "val_size", "preset", "seed", "population"):
+        assert f"[default: {DEFAULTS[name]}]" in " ".join(text.split()), name
+    library = SearchConfig()
+    assert (DEFAULTS["lattice"], DEFAULTS["steps"], DEFAULTS["preset"], DEFAULTS["val_size"]) == (
+        library.method.lattice, library.stop.steps, library.training.preset, library.data.val_size)
+
+
+def test_config_file_keys_are_exactly_the_option_names(monkeypatch, tmp_path):
+    command = main.commands["evolve"]
+    names = [p.name for p in command.params if isinstance(p, click.Option) and p.name not in ("out", "config", "help")]
+    values = {"strategy": "regularized", "seed": 5, "steps": 3, "budget": 40, "download": False, "lattice": None,
+              "radius": None, "torus": None, "ratio": None, "master_selection": None, "filters": [16, 64],
+              "population": 6, "tournament": 2, "random_max_layers": None, "device": "cpu", "dataset": "digits",
+              "data_dir": "elsewhere", "val_size": 0.3, "split_seed": 2, "image_size": None, "preset": "paper",
+              "max_epochs": 2, "patience": 0, "batch_size": 64, "lr": 0.02, "max_layers": 0, "max_params": 1000}
+    assert set(names) == set(values)  # every option is covered here
+    given = {k: v for k, v in values.items() if v is not None}
+    file = tmp_path / "all.json"
+    file.write_text(json.dumps(given))
+    from_file = capture_config(monkeypatch, ["--config", str(file)])
+    flags = []
+    for k, v in given.items():
+        if k == "download":
+            flags.append("--no-download")
+        else:
+            flags += [f"--{k.replace('_', '-')}", ",".join(map(str, v)) if isinstance(v, list) else str(v)]
+    assert from_file == capture_config(monkeypatch, flags)
+    assert from_file.method.population == 6 and from_file.training.patience == 0 and from_file.data.split_seed == 2
 
 
 def test_help_shows_defaults():
     result = CliRunner().invoke(main, ["evolve", "--help"])
     assert result.exit_code == 0
     assert "--lattice" in result.output and "[default: 4" in result.output and "--config" in result.output
+
+
+def test_options_validate_alike_in_every_command(monkeypatch):
+    config = capture_config(monkeypatch, ["--patience", "0", "--max-layers", "0", "--device", "cpu"])
+    assert config.training.patience == 0 and config.training.max_layers == 0  # 0 = off, as in `train`
+    for command in (["evolve", "--out", "x"], ["train", "16-M"]):
+        result = CliRunner().invoke(main, [*command, "--patience", "-1"])
+        assert result.exit_code == 2 and "patience" in result.output
+        result = CliRunner().invoke(main, [*command, "--device", "cuda:x"])
+        assert result.exit_code == 2 and "device must be auto, cpu, cuda or cuda:N" in result.output

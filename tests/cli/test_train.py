@@ -63,7 +63,7 @@ def test_failed_training_reported_exit_1():
     (["16-X-M"], "malformed genome"),
     (["16-M", "--dataset", "imagenet"], "unknown data set"),
     (["16-M", "--dataset", "cifar10", "--data-dir", "{tmp}"], "cifar-10-batches-py"),
-    (["16-M", "--device", "tpu"], "--device"),
+    (["16-M", "--device", "tpu"], "device must be"),
     (["16-M", "--val-size", "0"], "val_size"),
     (["16-M", "--dataset", "digits", "--image-size", "4"], "imagefolder"),
 ])

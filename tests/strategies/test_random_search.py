@@ -1,7 +1,7 @@
 import numpy as np
 
 from alife_nas.genome import DEFAULT_FILTERS, parse_genome
-from alife_nas.strategies.random_search import WINDOW, RandomSearch
+from alife_nas.strategies.random_search import WINDOW, RandomOptions, RandomSearch
 
 
 def test_each_step_scores_one_random_genome_and_tracks_the_best():
@@ -12,7 +12,7 @@ def test_each_step_scores_one_random_genome_and_tracks_the_best():
         seen.append(requests[0].genome)
         return [0.01 * len(requests[0].genome)]
 
-    strat = RandomSearch(DEFAULT_FILTERS, max_layers=6)
+    strat = RandomSearch(RandomOptions(DEFAULT_FILTERS, random_max_layers=6))
     rng = np.random.default_rng(0)
     strat.initialize(rng, ev)
     for step in range(1, 40):
@@ -25,8 +25,8 @@ def test_each_step_scores_one_random_genome_and_tracks_the_best():
 
 
 def test_state_round_trip():
-    strat = RandomSearch(DEFAULT_FILTERS)
+    strat = RandomSearch(RandomOptions(DEFAULT_FILTERS))
     strat.initialize(np.random.default_rng(0), lambda s, r: [0.5])
-    other = RandomSearch(DEFAULT_FILTERS)
-    other.load_state(strat.state())
+    other = RandomSearch(RandomOptions(DEFAULT_FILTERS))
+    other.load_state(strat.state(), None)
     assert other.best() == strat.best() and other.population_fitness() == strat.population_fitness()

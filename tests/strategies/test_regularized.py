@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alife_nas.genome import DEFAULT_FILTERS, Conv, Genome, MaxPool, parse_genome
-from alife_nas.strategies.regularized import MUTATIONS, RegularizedEvolution, mutate_structure
+from alife_nas.operators import MUTATIONS, mutate_structure
+from alife_nas.strategies.regularized import RegularizedEvolution, RegularizedOptions
 
 layers = st.one_of(st.sampled_from(DEFAULT_FILTERS).map(Conv), st.just(MaxPool()))
 genomes = st.lists(layers, min_size=1, max_size=12).map(lambda ls: Genome(tuple(ls)))
@@ -28,7 +30,7 @@ def test_every_mutation_kind_happens():
 
 
 def test_aging_removes_oldest_and_tournament_picks_fittest():
-    strat = RegularizedEvolution(DEFAULT_FILTERS, population=6, tournament=6)
+    strat = RegularizedEvolution(RegularizedOptions(DEFAULT_FILTERS, population=6, tournament=6))
     rng = np.random.default_rng(1)
     init = strat.initialize(rng, by_length)
     assert len(init["candidates"]) == 6 and len(strat.population) == 6
@@ -43,14 +45,14 @@ def test_aging_removes_oldest_and_tournament_picks_fittest():
 
 def test_state_round_trip_continues_identically():
     def run(break_at=None):
-        strat = RegularizedEvolution(DEFAULT_FILTERS, population=5, tournament=2)
+        strat = RegularizedEvolution(RegularizedOptions(DEFAULT_FILTERS, population=5, tournament=2))
         rng = np.random.default_rng(3)
         records = [strat.initialize(rng, by_length)]
         for step in range(1, 15):
             if step == break_at:
                 state, rng_state = strat.state(), rng.bit_generator.state
-                strat = RegularizedEvolution(DEFAULT_FILTERS, population=5, tournament=2)
-                strat.load_state(state)
+                strat = RegularizedEvolution(RegularizedOptions(DEFAULT_FILTERS, population=5, tournament=2))
+                strat.load_state(state, None)
                 rng = np.random.default_rng(0)
                 rng.bit_generator.state = rng_state
             records.append(strat.step(rng, by_length, step))
@@ -61,4 +63,4 @@ def test_state_round_trip_continues_identically():
 
 def test_tournament_larger_than_population_refused():
     with pytest.raises(ValueError, match="tournament"):
-        RegularizedEvolution(DEFAULT_FILTERS, population=3, tournament=4)
+        RegularizedOptions(DEFAULT_FILTERS, population=3, tournament=4)

@@ -1,0 +1,282 @@
+"""A search: one run directory with its data, trainer, evaluator, strategy and store.
+
+    with Search.create("runs/first", SearchConfig.from_options(lattice=3, steps=2)) as search:
+        search.run(on_step=lambda s: print(s.step, s.best_fitness))
+
+:meth:`Search.create` starts a search in a new directory, :meth:`Search.open` continues one
+(also after a crash: it restarts at the last finished step, and the evaluation cache makes it
+re-train at most the trainings that were in flight). :meth:`Search.run` runs steps until the
+step target or the training budget is reached; after every step the strategy's state, the
+lattice and the generator's state are committed with the step record in one transaction.
+
+The data set is loaded once and moved to the device once, by the :class:`~alife_nas.training.Trainer`
+made here. A ``score`` function may replace the trainer (tests use a cheap deterministic one).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from alife_nas.config import (
+    SAFE_TO_CHANGE,
+    ConfigError,
+    SearchConfig,
+    continuing_device,
+    settings_hash,
+)
+from alife_nas.evaluation import CachedEvaluator, ResultCallback, ScoreFn
+from alife_nas.store import DB_NAME, RunStore, RunStoreError, StepRow
+from alife_nas.strategies import STRATEGIES
+
+__all__ = ["Search", "Summary", "EpochCallback", "read_status"]
+
+#: Called after each epoch of a training: (epoch, max_epochs, validation accuracy).
+EpochCallback = Callable[[int, int, float], None]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Where a search stands: for progress lines and the end of a run."""
+
+    step: int  # evolution steps finished (initialisation not counted)
+    trainings: int
+    cache_hits: int
+    failures: int
+    best_genome: str | None  # the fittest training so far
+    best_fitness: float
+    mean: float  # over the genomes the strategy holds now (the lattice, the population)
+    worst: float
+    finished: bool
+    record: dict | None = None  # the record of the step just finished, when there is one
+
+
+class Search:
+    """One search, ready to run. Make it with :meth:`create` or :meth:`open`; close it after."""
+
+    def __init__(self, store: RunStore, config: SearchConfig, *, data: Any = None, score: ScoreFn | None = None) -> None:
+        self.store = store
+        self.config = config
+        self.data = data
+        self._on_epoch: EpochCallback | None = None
+        self.changes: list[str] = []  # what Search.open changed ("steps: 6 -> 8", ...)
+        if score is None:
+            score = self._make_trainer_score()
+        self.strategy = STRATEGIES[config.strategy](config.method)
+        self.evaluator = CachedEvaluator(store, score, config.seed, config.device)
+        self.rng = np.random.default_rng(config.seed)
+        last = store.last_step()
+        if last is not None:
+            self.strategy.load_state(last.strategy_state, last.lattice)
+            self.rng.bit_generator.state = last.rng_state
+
+    # --- making one ------------------------------------------------------------------------
+    @classmethod
+    def create(cls, run_dir: str | Path, config: SearchConfig | None = None, *, score: ScoreFn | None = None,
+               data: Any = None, download: bool = False) -> "Search":
+        """Start a search in ``run_dir`` (refused when it already holds a run).
+
+        Without ``score`` the data set is loaded (``download`` fetches a missing torchvision
+        set) and every candidate is trained for real on ``config.device``. Nothing is written
+        before the config, the device and the data set have been checked.
+        """
+        config = config or SearchConfig()
+        if (Path(run_dir) / DB_NAME).exists():
+            raise RunStoreError(f"{run_dir} already holds a run; continue it with 'alife-nas resume {run_dir}'")
+        config = dataclasses.replace(config, device=_resolve_device(config.device, real=score is None))
+        if score is None and data is None:
+            data = _load(config, download)
+        info = None
+        if data is not None:
+            info = {"input_shape": list(data.input_shape), "num_classes": int(data.num_classes), "classes": data.classes}
+        store = RunStore.create(run_dir, config, settings_hash(config.cache_settings()), info)
+        try:
+            return cls(store, config, data=data, score=score)
+        except BaseException:
+            store.close()
+            raise
+
+    @classmethod
+    def open(cls, run_dir: str | Path, *, score: ScoreFn | None = None, data: Any = None, download: bool = False,
+             **options: Any) -> "Search":
+        """Continue the search in ``run_dir``.
+
+        ``options`` (flat names, None = keep) may change ``steps``, ``budget``, ``device`` and
+        ``data_dir``; any other option given must equal the run's, else ConfigError lists the
+        differences. Changes are stored and logged in the run's events.
+        """
+        store = RunStore.open(run_dir)
+        try:
+            stored = store.config
+            problems = stored.differences({k: v for k, v in options.items() if k not in SAFE_TO_CHANGE})
+            if problems:
+                raise ConfigError(f"{run_dir}: these options would change the run's results: {'; '.join(problems)}"
+                                  f" (only {', '.join(SAFE_TO_CHANGE)} may change when a run goes on)")
+            changes = {k: options[k] for k in SAFE_TO_CHANGE if options.get(k) is not None}
+            wanted = changes.pop("device", None) or continuing_device(stored.device)
+            config = stored.with_options(**changes)
+            config = dataclasses.replace(config, device=_resolve_device(wanted, real=score is None))
+            if score is None and data is None:
+                data = _load(config, download)
+            if store.upgrade():
+                store.log_event("upgrade", "run database upgraded to the current schema")
+            differences = stored.differences(config.options())
+            if differences:
+                store.update_config(config)
+                store.log_event("resume", "; ".join(differences))
+            store.log_event("resume", f"resumed at step {store.steps_done}")
+            search = cls(store, config, data=data, score=score)
+            search.changes = differences
+            return search
+        except BaseException:
+            store.close()
+            raise
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Search":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- progress facts --------------------------------------------------------------------
+    @property
+    def steps_done(self) -> int:
+        return self.store.steps_done
+
+    @property
+    def trainings(self) -> int:
+        return self.store.count_evaluations()
+
+    def finished(self) -> bool:
+        """True once the step target or the training budget is reached (after initialisation)."""
+        if not self.store.initialized:
+            return False
+        stop = self.config.stop
+        if stop.steps is not None and self.steps_done >= stop.steps:
+            return True
+        if stop.budget is not None and self.trainings >= stop.budget:
+            return True
+        return stop.steps is None and stop.budget is None
+
+    def summary(self, record: dict | None = None) -> Summary:
+        """Current numbers: best found so far, the population's mean and worst, totals."""
+        best = self.store.best_evaluation()
+        values = self.strategy.population_fitness() if self.store.initialized else []
+        totals = self.store.totals()
+        return Summary(
+            step=self.steps_done, trainings=totals["trainings"], cache_hits=totals["cache_hits"],
+            failures=totals["failures"], best_genome=None if best is None else best.genome,
+            best_fitness=0.0 if best is None else best.fitness,
+            mean=float(np.mean(values)) if values else 0.0, worst=float(np.min(values)) if values else 0.0,
+            finished=self.finished(), record=record,
+        )
+
+    # --- the loop ----------------------------------------------------------------------------
+    def run(self, on_step: Callable[[Summary], None] | None = None, on_result: ResultCallback | None = None,
+            on_epoch: EpochCallback | None = None, max_idle_steps: int = 1000) -> Summary:
+        """Run steps until :meth:`finished`; each finished step is committed in one transaction.
+
+        ``on_step`` gets a :class:`Summary` after each step, ``on_result`` each candidate's
+        evaluation as it is stored, ``on_epoch`` each epoch of the training in flight.
+        ``max_idle_steps`` stops a budgeted search whose strategy keeps hitting the cache (a tiny
+        search space can run out of new genomes); the stop is logged in the run's events.
+        """
+        self.evaluator.on_result, self._on_epoch = on_result, on_epoch
+        idle = 0
+        while not self.finished():
+            step = self.steps_done + 1 if self.store.initialized else 0
+            self.evaluator.reset_counts()
+            start = time.perf_counter()
+            if step == 0:
+                record = self.strategy.initialize(self.rng, self.evaluator)
+            else:
+                record = self.strategy.step(self.rng, self.evaluator, step)
+            self.store.commit_step(StepRow(
+                step=step, record=record, lattice=self.strategy.lattice(), trainings=self.evaluator.trainings,
+                cache_hits=self.evaluator.cache_hits, wall_time=time.perf_counter() - start,
+                strategy_state=self.strategy.state(), rng_state=self.rng.bit_generator.state,
+            ))
+            if on_step:
+                on_step(self.summary(record))
+            idle = idle + 1 if self.evaluator.trainings == 0 else 0
+            if idle >= max_idle_steps:
+                self.store.log_event("stopped", f"{idle} steps in a row trained nothing new; search space exhausted?")
+                break
+        return self.summary()
+
+    def _make_trainer_score(self) -> ScoreFn:
+        """The real score function: one Trainer (data moved to the device once) for the whole search."""
+        from alife_nas.training import Trainer
+
+        trainer = Trainer(self.data, self.config.training, self.config.device)
+
+        def score(genome: Any, seed: int) -> dict:
+            return trainer.train(genome, seed, on_epoch=self._on_epoch).to_dict()
+
+        return score
+
+
+def _resolve_device(name: str, real: bool) -> str:
+    """The device the trainings will use; ``auto`` means the CPU when nothing is really trained."""
+    if not real:
+        return "cpu" if name == "auto" else name
+    from alife_nas.training import resolve_device
+
+    return resolve_device(name)
+
+
+def _load(config: SearchConfig, download: bool) -> Any:
+    from alife_nas.data import load_data
+
+    return load_data(config.data, download)
+
+
+def read_status(store: RunStore) -> dict[str, Any]:
+    """Where a stored run stands, as one JSON-safe dict (``alife-nas status --json``).
+
+    Keys: run_dir, config (the stored config, nested, option names as everywhere), strategy,
+    dataset, seed, steps, budget, initialized, steps_done, trainings, cache_hits, failures,
+    epochs, train_seconds, devices, lattice (L×L of {genome, fitness}, or None), best and
+    best_in_lattice. Reads only: works while another process writes the run.
+    """
+    config = store.config
+    totals = store.totals()
+    last = store.last_step()
+    lattice = None
+    best_cell = None
+    if last is not None and last.lattice is not None:
+        snap = last.lattice
+        lattice = [[{"genome": g, "fitness": f} for g, f in zip(grow, frow)]
+                   for grow, frow in zip(snap["genomes"], snap["fitness"])]
+        cells = [(c["fitness"], r, k, c["genome"]) for r, row in enumerate(lattice) for k, c in enumerate(row)]
+        fit, r, k, genome = max(cells, key=lambda t: (t[0], -t[1], -t[2]))
+        best_cell = {"genome": genome, "fitness": fit, "cell": [r, k]}
+    best = store.best_evaluation()
+    return {
+        "run_dir": str(store.run_dir),
+        "config": config.to_dict(),
+        "strategy": config.strategy,
+        "dataset": config.data.dataset,
+        "seed": config.seed,
+        "steps": config.stop.steps,
+        "budget": config.stop.budget,
+        "initialized": store.initialized,
+        "steps_done": totals["steps_done"],
+        "trainings": totals["trainings"],
+        "cache_hits": totals["cache_hits"],
+        "failures": totals["failures"],
+        "epochs": totals["epochs"],
+        "train_seconds": round(totals["train_seconds"], 3),
+        "devices": totals["devices"],
+        "lattice": lattice,
+        "best": None if best is None else {"genome": best.genome, "fitness": best.fitness, "params": best.params,
+                                           "step": best.step},
+        "best_in_lattice": best_cell,
+    }

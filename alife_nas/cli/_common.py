@@ -120,6 +120,13 @@ def _option(name: str, *flags: str, help: str, **kwargs: Any) -> Callable:
                         **kwargs)
 
 
+def with_options(options: list[Callable], func: Callable) -> Callable:
+    """Apply click option decorators so that --help lists them in the order given."""
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def data_options(func: Callable) -> Callable:
     """Which data set and which validation split (the ``data`` section of the config)."""
     options = [
@@ -129,9 +136,7 @@ def data_options(func: Callable) -> Callable:
         _option("split_seed", type=int, help="Seed of the validation carve."),
         _option("image_size", type=int, help="imagefolder only: resize every image to this square size."),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return with_options(options, func)
 
 
 def training_options(func: Callable) -> Callable:
@@ -145,9 +150,7 @@ def training_options(func: Callable) -> Callable:
         _option("max_layers", type=int, help="Refuse genomes with more layers (fitness 0); 0 = no cap."),
         _option("max_params", type=int, help="Refuse networks with more parameters (fitness 0); 0 = no cap."),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return with_options(options, func)
 
 
 def device_option(func: Callable) -> Callable:

@@ -24,6 +24,7 @@ from alife_nas.cli._common import (
     parse_filters,
     training_options,
     user_errors,
+    with_options,
 )
 from alife_nas.cli._group import main
 from alife_nas.search import Search, Summary, read_status
@@ -54,9 +55,7 @@ def search_options(func: Callable) -> Callable:
         device_option,
         config_option,
     ]
-    for option in reversed(options):
-        func = option(func)
-    return data_options(training_options(func))
+    return data_options(training_options(with_options(options, func)))
 
 
 class Reporter:

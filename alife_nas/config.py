@@ -1,9 +1,10 @@
 """One configuration for a search: typed sections with ONE set of defaults.
 
-A :class:`SearchConfig` has the strategy, the run seed and the device at the top, and four
+A :class:`SearchConfig` has the strategy, the run seed and the device at the top, and five
 sections: ``stop`` (steps, budget), ``data`` (which images, which validation split),
-``training`` (every knob of the trainer, :class:`~alife_nas.settings.TrainSettings`) and
-``method`` (the strategy's own options, validated by the strategy's ``Options`` class).
+``training`` (every knob of the trainer, :class:`~alife_nas.settings.TrainSettings`),
+``method`` (the strategy's own options, validated by the strategy's ``Options`` class) and
+``execution`` (where and how many trainings run at once; never changes a result).
 
 Every leaf has one name, and it is the same everywhere: the command-line option (``-`` for
 ``_``), the key of a ``--config`` file, the key in the stored run config and in
@@ -28,6 +29,7 @@ __all__ = [
     "StopConfig",
     "DataConfig",
     "SearchConfig",
+    "ExecutionConfig",
     "SAFE_TO_CHANGE",
     "settings_hash",
     "check_device",
@@ -35,7 +37,7 @@ __all__ = [
 ]
 
 #: Options a resumed search may change without changing any result.
-SAFE_TO_CHANGE = ("steps", "budget", "device", "data_dir")
+SAFE_TO_CHANGE = ("steps", "budget", "device", "data_dir", "workers", "devices", "threads", "ray", "gpus_per_trial")
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -101,12 +103,56 @@ class DataConfig:
         object.__setattr__(self, "image_size", check_int("image_size", self.image_size, 1, 4096, optional=True))
 
 
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """Where the trainings run and how many at once. Results do not depend on it (on CPU: with
+    the same ``threads`` per training), so it may change when a run goes on.
+
+    ``workers``: 1 trains in this process (the default); N >= 2 starts N worker processes, or N
+    Ray actors with ``ray``. ``devices``: comma-separated devices the workers are spread over
+    (``cuda:0,cuda:1``; several workers may share one); default ``device``. ``threads``: torch
+    threads per training (default: the CPU cores split between the workers; torch's own choice
+    when serial). ``ray``: ``local`` starts a Ray instance on this machine, ``auto`` or an address
+    joins a running cluster. ``gpus_per_trial``: the GPU share each Ray training asks for (0.25
+    packs four on a GPU).
+    """
+
+    workers: int = 1
+    devices: str | None = None
+    threads: int | None = None
+    ray: str | None = None
+    gpus_per_trial: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "workers", check_int("workers", self.workers, 1, 4096))
+        object.__setattr__(self, "threads", check_int("threads", self.threads, 1, 1024, optional=True))
+        if self.devices is not None:
+            if not isinstance(self.devices, str) or not self.devices.strip():
+                raise ConfigError(f"devices must be a comma-separated list of devices, got {self.devices!r}")
+            names = [d.strip() for d in self.devices.split(",") if d.strip()]
+            for name in names:
+                if name == "auto" or not _DEVICE.match(name):
+                    raise ConfigError(f"devices must name cpu, cuda or cuda:N devices, got {name!r}")
+            object.__setattr__(self, "devices", ",".join(names))
+        if self.ray is not None and (not isinstance(self.ray, str) or not self.ray.strip()):
+            raise ConfigError(f"ray must be local, auto or a cluster address, got {self.ray!r}")
+        if self.gpus_per_trial is not None:
+            check_number("gpus_per_trial", self.gpus_per_trial, 0.0, 64.0, low_open=True)
+            if self.ray is None:
+                raise ConfigError("gpus_per_trial only applies with ray")
+
+    def device_list(self, default: str) -> list[str]:
+        """The devices the workers are spread over, round-robin."""
+        return self.devices.split(",") if self.devices else [default]
+
+
 def _names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
 _TOP = ("strategy", "seed", "device")
-_SECTIONS: dict[str, type] = {"stop": StopConfig, "data": DataConfig, "training": TrainSettings}
+_SECTIONS: dict[str, type] = {"stop": StopConfig, "data": DataConfig, "training": TrainSettings,
+                               "execution": ExecutionConfig}
 #: option name -> section ("top", "stop", "data" or "training"); strategy options are looked up per strategy.
 _SECTION_OF = {name: "top" for name in _TOP} | {n: s for s, cls in _SECTIONS.items() for n in _names(cls)}
 
@@ -138,6 +184,7 @@ class SearchConfig:
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainSettings = field(default_factory=lambda: PRESETS["fast"])
     method: Any = None
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
     def __post_init__(self) -> None:
         options_class = _strategy_class(self.strategy).Options
@@ -172,7 +219,8 @@ class SearchConfig:
         strategy = options.pop("strategy", self.strategy)
         options_class = _strategy_class(strategy).Options
         own = _names(options_class)
-        groups: dict[str, dict[str, Any]] = {"top": {}, "stop": {}, "data": {}, "training": {}, "method": {}}
+        groups: dict[str, dict[str, Any]] = {"top": {}, "stop": {}, "data": {}, "training": {}, "method": {},
+                                             "execution": {}}
         for key, value in options.items():
             section = _SECTION_OF.get(key) or ("method" if key in own else None)
             if section is None:
@@ -194,6 +242,7 @@ class SearchConfig:
                 data=dataclasses.replace(self.data, **groups["data"]),
                 training=dataclasses.replace(training, **groups["training"]),
                 method=options_class(**{**kept, **groups["method"]}),
+                execution=dataclasses.replace(self.execution, **groups["execution"]),
             )
         except (ValueError, TypeError) as exc:
             raise _fail(exc) from None
@@ -201,7 +250,7 @@ class SearchConfig:
     def options(self) -> dict[str, Any]:
         """Every option by its flat name (JSON-safe)."""
         flat: dict[str, Any] = {"strategy": self.strategy, "seed": self.seed, "device": self.device}
-        for section in ("stop", "data", "training", "method"):
+        for section in ("stop", "data", "training", "method", "execution"):
             flat.update(self.to_dict()[section])
         return flat
 
@@ -225,6 +274,7 @@ class SearchConfig:
             "strategy": self.strategy, "seed": self.seed, "device": self.device,
             "stop": dataclasses.asdict(self.stop), "data": dataclasses.asdict(self.data),
             "training": self.training.to_dict(), "method": method,
+            "execution": dataclasses.asdict(self.execution),
         }
 
     @classmethod

@@ -7,12 +7,12 @@ every finished training to the store before going on, so a kill loses at most th
 """
 from __future__ import annotations
 
-import traceback
 from typing import Callable, Sequence
 
 import numpy as np
 
 from alife_nas.evolution import EvalRequest
+from alife_nas.executors import Executor, ProgressFn, Task
 from alife_nas.genome import Genome
 from alife_nas.store import Evaluation, RunStore
 
@@ -38,20 +38,25 @@ def cache_key(settings_digest: str, genome: Genome | str) -> str:
 class CachedEvaluator:
     """An Evaluator over a run store: cache lookups, seeded trainings, one commit per training.
 
+    A batch's new genomes go to the executor at once (it may train them in parallel); each
+    result is committed the moment it arrives, so a kill loses only the trainings in flight.
+    A genome that appears twice in a batch is trained once; the second is a cache hit.
+
     ``trainings`` and ``cache_hits`` count what happened since the last :meth:`reset_counts`. A
     stored result made for this very (step, index) is a training of this step being replayed
     after a restart, so it counts as a training, not as a cache hit: a resumed run then reports
     exactly what an uninterrupted one would.
     """
 
-    def __init__(self, store: RunStore, score: ScoreFn, run_seed: int, device: str = "cpu",
-                 on_result: ResultCallback | None = None) -> None:
+    def __init__(self, store: RunStore, executor: Executor, run_seed: int, device: str = "cpu",
+                 on_result: ResultCallback | None = None, on_progress: ProgressFn | None = None) -> None:
         self.store = store
-        self.score = score
+        self.executor = executor
         self.run_seed = run_seed
         self.device = device
         self.digest = store.settings_hash
         self.on_result = on_result
+        self.on_progress = on_progress
         self.trainings = 0
         self.cache_hits = 0
 
@@ -60,40 +65,44 @@ class CachedEvaluator:
         self.cache_hits = 0
 
     def __call__(self, step: int, requests: Sequence[EvalRequest]) -> list[float]:
-        return [self._one(step, request) for request in requests]
-
-    def _one(self, step: int, request: EvalRequest) -> float:
-        key = cache_key(self.digest, request.genome)
-        found = self.store.lookup(key)
-        if found is not None:
-            replayed = (found.step, found.index) == (step, request.index)
-            if replayed:
-                self.trainings += 1
-            else:
-                self.cache_hits += 1
+        found: dict[int, Evaluation] = {}
+        first: dict[str, int] = {}  # cache key -> index (in requests) of the one that trains it
+        to_train: list[Task] = []
+        for i, request in enumerate(requests):
+            key = cache_key(self.digest, request.genome)
+            stored = self.store.lookup(key)
+            if stored is not None:
+                found[i] = stored
+            elif key not in first:
+                first[key] = i
+                to_train.append(Task(i, str(request.genome), candidate_seed(self.run_seed, step, request.index)))
+        for task, result in self.executor.run(to_train, self.on_progress):
+            request = requests[task.index]
+            device = result.pop("device", None) or self.device
+            found[task.index] = self.store.add_evaluation(cache_key(self.digest, request.genome), Evaluation.from_result(
+                result, step=step, index=request.index, operator=request.operator, parents=request.parents,
+                position=request.position, seed=task.seed, device=device,
+            ))
+            self.trainings += 1
             if self.on_result:
-                self.on_result(request, found, not replayed)
-            return found.fitness
-        seed = candidate_seed(self.run_seed, step, request.index)
-        result = self._score_safely(request.genome, seed)
-        stored = self.store.add_evaluation(key, Evaluation.from_result(
-            result, step=step, index=request.index, operator=request.operator, parents=request.parents,
-            position=request.position, seed=seed, device=self.device,
-        ))
-        self.trainings += 1
-        if self.on_result:
-            self.on_result(request, stored, False)
-        return stored.fitness
+                self.on_result(request, found[task.index], False)
+        trained = {task.index for task in to_train}
+        fitness = []
+        for i, request in enumerate(requests):
+            if i in trained:
+                ev = found[i]  # counted when it arrived
+            else:  # stored before this batch, or a repeat of a genome this batch trained
+                ev = found.get(i) or found[first[cache_key(self.digest, request.genome)]]
+                self._count_stored(step, request, ev)
+            fitness.append(ev.fitness)
+        return fitness
 
-    def _score_safely(self, genome: Genome, seed: int) -> dict:
-        """A failing score function gives fitness 0 with the error recorded; the run goes on."""
-        try:
-            result = dict(self.score(genome, seed))
-        except Exception as exc:  # noqa: BLE001 - isolation is the point; KeyboardInterrupt passes
-            last = traceback.extract_tb(exc.__traceback__)[-1:] or None
-            where = f" at {last[0].filename}:{last[0].lineno}" if last else ""
-            result = {"fitness": 0.0, "failure": f"{type(exc).__name__}: {exc}{where}", "failure_kind": "error"}
-        result["genome"] = str(genome)
-        fitness = float(result.get("fitness", 0.0))
-        result["fitness"] = fitness if np.isfinite(fitness) else 0.0
-        return result
+    def _count_stored(self, step: int, request: EvalRequest, ev: Evaluation) -> None:
+        """A request answered from the store: a replay of this very training, or a cache hit."""
+        replayed = (ev.step, ev.index) == (step, request.index)
+        if replayed:
+            self.trainings += 1
+        else:
+            self.cache_hits += 1
+        if self.on_result:
+            self.on_result(request, ev, not replayed)

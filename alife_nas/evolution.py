@@ -1,4 +1,4 @@
-"""The NeuralFinder rules: initialise the lattice, and one evolution step (docs/method.md).
+"""The NeuralFinder rules: initialise the lattice, one evolution step, and rounds of K steps (docs/method.md).
 
 Scoring is pluggable: the engine hands a batch of :class:`EvalRequest` to an evaluator and gets
 one fitness per request back. A step's five candidates go out as one batch (they are independent,
@@ -7,12 +7,18 @@ so an evaluator may train them in parallel), then the two mutants as a second ba
 All randomness comes from the one ``numpy.random.Generator`` passed in, drawn in this order per
 step: master, partner, cut in s1, cut in s2, then (only when the lattice changes) the tie-break
 keys of the weakest-neighbour search and each mutant's point and new filter count.
+
+A step is split into small parts so that a round of K masters (our parallel variant; K = 1 is the
+seed's method) can batch them: :func:`propose_move` (partner, cuts, candidates),
+:func:`decide_move` (threshold, replacements, mutants), :func:`complete_move` (mutant fitness,
+the cells to write) and :func:`apply_move` (write them). :func:`evolve_step` chains them for one
+master, :func:`evolve_round` for K masters whose areas share no cell.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
-from typing import Protocol, Sequence
+from typing import NamedTuple, Protocol, Sequence
 
 import numpy as np
 
@@ -34,14 +40,27 @@ __all__ = [
     "EvolutionConfig",
     "Outcome",
     "StepRecord",
+    "Write",
     "is_better",
+    "max_masters",
     "initialize_lattice",
+    "propose_move",
+    "decide_move",
+    "complete_move",
+    "apply_move",
     "evolve_step",
+    "move_generators",
+    "evolve_round",
 ]
 
 
 #: The largest lattice side accepted (256×256 = 65,536 cells is already weeks of training).
 MAX_LATTICE = 256
+
+#: Candidates per move (self-replication and four crossovers), then up to two mutants.
+CANDIDATES = 5
+#: Request indices per master in a round: master k's are 7k+0..7k+4 (candidates), 7k+5, 7k+6 (mutants).
+INDICES_PER_MOVE = 7
 
 
 @dataclass(frozen=True)
@@ -49,7 +68,7 @@ class EvalRequest:
     """One genome to score, with where it came from (stored with its evaluation)."""
 
     genome: Genome
-    index: int  # position in the step's batches: 0-4 candidates, 5-6 mutants; init: cell number
+    index: int  # position in the step's batches: 0-4 candidates, 5-6 mutants (+7k for master k); init: cell number
     operator: str  # 'init', 'self', 'cross-aH+bT', ..., 'mutant'
     parents: tuple[str, ...] = ()
     position: Cell | None = None  # the cell it is meant for, when known
@@ -63,10 +82,11 @@ class Evaluator(Protocol):
 
 @dataclass(frozen=True)
 class EvolutionConfig:
-    """The method's parameters: the NeuralFinder strategy's options (lattice, radius, torus, ratio, master_selection, filters).
+    """The method's parameters: the NeuralFinder strategy's options (lattice, radius, torus, ratio, master_selection, masters, filters).
 
     Defaults are the tool's one set: the seed's radius 1, torus and r = 0.02 on a 4×4 lattice, so
     the default search is a short one; the seed's own protocol uses ``lattice=9`` (docs/method.md).
+    ``masters`` > 1 is our parallel variant (K masters per round); 1 is the seed's method.
     """
 
     lattice: int = 4
@@ -74,17 +94,20 @@ class EvolutionConfig:
     torus: bool = True
     ratio: float = 0.02
     master_selection: str = "uniform"  # or 'proportional'
+    masters: int = 1  # masters per round (K); their (2d+1)×(2d+1) areas never overlap
     filters: tuple[int, ...] = DEFAULT_FILTERS
     conv_prob: float = 0.7  # share of one-layer initial genomes that are a bare conv (the rest f-M)
 
     def __post_init__(self) -> None:
         lattice = check_int("lattice", self.lattice, 2, MAX_LATTICE)
+        radius = check_int("radius", self.radius, 1, lattice)
         checked = {
             "lattice": lattice,
-            "radius": check_int("radius", self.radius, 1, lattice),
+            "radius": radius,
             "torus": check_bool("torus", self.torus),
             "ratio": check_number("ratio", self.ratio, 0.0),
             "master_selection": check_choice("master_selection", self.master_selection, ("uniform", "proportional")),
+            "masters": _check_masters(self.masters, lattice, radius),
             "filters": normalize_filters(self.filters),
             "conv_prob": check_number("conv_prob", self.conv_prob, 0.0, 1.0),
         }
@@ -95,6 +118,23 @@ class EvolutionConfig:
         return Lattice(self.lattice, self.radius, self.torus)
 
 
+def max_masters(lattice: int, radius: int) -> int:
+    """The most masters a round may ask for: as many (2d+1)-wide squares as fit side by side, at least 1."""
+    return max(1, (lattice // (2 * radius + 1)) ** 2)
+
+
+def _check_masters(value: object, lattice: int, radius: int) -> int:
+    masters = check_int("masters", value, 1)
+    most = max_masters(lattice, radius)
+    if masters > most:
+        width = 2 * radius + 1
+        raise ValueError(
+            f"masters must be at most {most} on a {lattice}×{lattice} lattice with radius {radius}, "
+            f"since the masters' {width}×{width} areas may not overlap; got {masters}"
+        )
+    return masters
+
+
 class Outcome(str, Enum):
     """What a step did to the lattice."""
 
@@ -102,6 +142,7 @@ class Outcome(str, Enum):
     NO_CHANGE = "no_change"  # max_c not better than s1
     REPLACE_MASTER = "replace_master"  # better than s1, not than s2
     REPLACE_BOTH = "replace_both"  # better than s1 and s2
+    ROUND = "round"  # K > 1 masters moved at once; each move has its own outcome
 
 
 #: Relative gains within this of the threshold count as *at* the threshold (not better), so that
@@ -181,6 +222,111 @@ def initialize_lattice(
     return lattice, record
 
 
+class Write(NamedTuple):
+    """One cell a decided move writes, with the genome and fitness it gets."""
+
+    cell: Cell
+    genome: Genome
+    fitness: float
+
+
+def propose_move(
+    lattice: Lattice,
+    config: EvolutionConfig,
+    rng: np.random.Generator,
+    master: Cell,
+    step: int,
+    first_index: int = 0,
+) -> tuple[StepRecord, list[EvalRequest]]:
+    """Draw the partner and both cuts for ``master``; returns the move's record so far and its five candidates."""
+    s2 = lattice.pick_partner(rng, master)
+    a, b = lattice.genome(master), lattice.genome(s2)
+    cut_a, cut_b = draw_cut(rng, a), draw_cut(rng, b)
+    parents = (str(a), str(b))
+    requests = [EvalRequest(self_replicate(a), first_index, "self", (str(a),), master)]
+    children = zip(CROSSOVER_NAMES, crossover(a, b, cut_a, cut_b))
+    for i, (name, child) in enumerate(children, start=first_index + 1):
+        requests.append(EvalRequest(child, i, f"cross-{name}", parents, master))
+    record = StepRecord(
+        step=step,
+        outcome=Outcome.NO_CHANGE.value,
+        master=master,
+        partner=s2,
+        master_genome=str(a),
+        partner_genome=str(b),
+        master_fitness=float(lattice.fitness[master]),
+        partner_fitness=float(lattice.fitness[s2]),
+        cut_master=cut_a,
+        cut_partner=cut_b,
+    )
+    return record, requests
+
+
+def decide_move(
+    lattice: Lattice,
+    config: EvolutionConfig,
+    rng: np.random.Generator,
+    record: StepRecord,
+    requests: Sequence[EvalRequest],
+    scores: Sequence[float],
+) -> tuple[StepRecord, list[EvalRequest]]:
+    """Apply the ratio threshold to the scored candidates; returns the decided record and the mutants to score.
+
+    Reads only the master's area and writes nothing, so moves with disjoint areas decide alike in
+    any order. The record's mutants get their fitness in :func:`complete_move`.
+    """
+    scores = [float(s) for s in scores]
+    best = int(np.argmax(scores))  # max_c is the first best on ties
+    winner, max_c = requests[best].genome, scores[best]
+    candidates = [{"operator": r.operator, "genome": str(r.genome), "fitness": s} for r, s in zip(requests, scores)]
+    decided = replace(record, candidates=candidates, best_index=best, max_c=max_c)
+    if not is_better(max_c, record.master_fitness, config.ratio):
+        return decided, []
+    s1, s2 = record.master, record.partner
+    if is_better(max_c, record.partner_fitness, config.ratio):
+        outcome, replaced = Outcome.REPLACE_BOTH, [s1, s2]
+    else:
+        outcome, replaced = Outcome.REPLACE_MASTER, [s1]
+
+    # spread mutated copies of the winner into the two weakest other neighbours of s1
+    targets = lattice.weakest_neighbours(rng, s1, exclude=(s1, s2), k=2)
+    mutants = [mutate_filter(rng, winner, config.filters) for _ in targets]
+    first = requests[0].index + CANDIDATES
+    mutant_requests = [
+        EvalRequest(genome, first + i, "mutant", (str(winner),), cell)
+        for i, (cell, (genome, _point)) in enumerate(zip(targets, mutants))
+    ]
+    planned = [
+        # fitness is filled in by complete_move; the key is here so the record's key order is fixed
+        {"cell": cell, "genome": str(genome), "point": point, "fitness": None,
+         "replaced_genome": str(lattice.genome(cell)), "replaced_fitness": float(lattice.fitness[cell])}
+        for cell, (genome, point) in zip(targets, mutants)
+    ]
+    return replace(decided, outcome=outcome.value, replaced=replaced, mutants=planned), mutant_requests
+
+
+def complete_move(
+    record: StepRecord,
+    requests: Sequence[EvalRequest],
+    mutant_requests: Sequence[EvalRequest],
+    mutant_scores: Sequence[float],
+) -> tuple[StepRecord, list[Write]]:
+    """Put the mutants' fitness into a decided record; returns it and the cells the move writes."""
+    mutants = [{**m, "fitness": float(f)} for m, f in zip(record.mutants, mutant_scores)]
+    writes = []
+    if record.replaced:
+        winner = requests[record.best_index].genome
+        writes = [Write(cell, winner, float(record.max_c)) for cell in record.replaced]
+    writes += [Write(m["cell"], r.genome, m["fitness"]) for m, r in zip(mutants, mutant_requests)]
+    return replace(record, mutants=mutants), writes
+
+
+def apply_move(lattice: Lattice, writes: Sequence[Write], step: int) -> None:
+    """Write one move's cells into ``lattice``: the only place a step changes the lattice."""
+    for cell, genome, fitness in writes:
+        lattice.set(cell, genome, fitness, step)
+
+
 def evolve_step(
     lattice: Lattice,
     config: EvolutionConfig,
@@ -189,71 +335,75 @@ def evolve_step(
     step: int,
 ) -> StepRecord:
     """One NeuralFinder step on ``lattice`` (changed in place); returns its record."""
-    # 1. master and partner
-    s1 = lattice.pick_master(rng, config.master_selection)
-    s2 = lattice.pick_partner(rng, s1)
-    a, b = lattice.genome(s1), lattice.genome(s2)
-    fit_a, fit_b = float(lattice.fitness[s1]), float(lattice.fitness[s2])
-
-    # 2-3. self-replication and the four crossover children
-    cut_a, cut_b = draw_cut(rng, a), draw_cut(rng, b)
-    parents = (str(a), str(b))
-    requests = [EvalRequest(self_replicate(a), 0, "self", (str(a),), s1)]
-    for i, (name, child) in enumerate(zip(CROSSOVER_NAMES, crossover(a, b, cut_a, cut_b)), start=1):
-        requests.append(EvalRequest(child, i, f"cross-{name}", parents, s1))
-
-    # 4. train and score; max_c is the best (first one on ties)
-    scores = [float(s) for s in evaluate(step, requests)]
-    best = int(np.argmax(scores))
-    winner, max_c = requests[best].genome, scores[best]
-    record = StepRecord(
-        step=step,
-        outcome=Outcome.NO_CHANGE.value,
-        master=s1,
-        partner=s2,
-        master_genome=str(a),
-        partner_genome=str(b),
-        master_fitness=fit_a,
-        partner_fitness=fit_b,
-        cut_master=cut_a,
-        cut_partner=cut_b,
-        candidates=[
-            {"operator": r.operator, "genome": str(r.genome), "fitness": s} for r, s in zip(requests, scores)
-        ],
-        best_index=best,
-        max_c=max_c,
-    )
-
-    # 5. the ratio-threshold comparison
-    if not is_better(max_c, fit_a, config.ratio):
-        return record
-    if is_better(max_c, fit_b, config.ratio):
-        record.outcome = Outcome.REPLACE_BOTH.value
-        record.replaced = [s1, s2]
-    else:
-        record.outcome = Outcome.REPLACE_MASTER.value
-        record.replaced = [s1]
-    for cell in record.replaced:
-        lattice.set(cell, winner, max_c, step)
-
-    # 6. spread mutated copies of the winner into the two weakest other neighbours of s1
-    targets = lattice.weakest_neighbours(rng, s1, exclude=(s1, s2), k=2)
-    mutants = [mutate_filter(rng, winner, config.filters) for _ in targets]
-    mutant_requests = [
-        EvalRequest(genome, 5 + i, "mutant", (str(winner),), cell)
-        for i, (cell, (genome, _point)) in enumerate(zip(targets, mutants))
-    ]
-    mutant_scores = [float(s) for s in evaluate(step, mutant_requests)] if mutant_requests else []
-    for cell, (genome, point), fit in zip(targets, mutants, mutant_scores):
-        record.mutants.append(
-            {
-                "cell": cell,
-                "genome": str(genome),
-                "point": point,
-                "fitness": fit,
-                "replaced_genome": str(lattice.genome(cell)),
-                "replaced_fitness": float(lattice.fitness[cell]),
-            }
-        )
-        lattice.set(cell, genome, fit, step)
+    master = lattice.pick_master(rng, config.master_selection)
+    record, requests = propose_move(lattice, config, rng, master, step)
+    record, mutant_requests = decide_move(lattice, config, rng, record, requests, evaluate(step, requests))
+    mutant_scores = evaluate(step, mutant_requests) if mutant_requests else []
+    record, writes = complete_move(record, requests, mutant_requests, mutant_scores)
+    apply_move(lattice, writes, step)
     return record
+
+
+def move_generators(rng: np.random.Generator, count: int) -> list[np.random.Generator]:
+    """One generator per master of a round, each seeded by one ``integers(2**63)`` draw of the run's generator."""
+    return [np.random.default_rng(int(rng.integers(2**63))) for _ in range(count)]
+
+
+def evolve_round(
+    lattice: Lattice,
+    config: EvolutionConfig,
+    rng: np.random.Generator,
+    evaluate: Evaluator,
+    step: int,
+    masters: int | None = None,
+) -> dict:
+    """One round of K masters (default ``config.masters``) on ``lattice``; returns its JSON-safe record.
+
+    K = 1 is exactly :func:`evolve_step` (the seed's method) and returns its record. K > 1: the
+    masters are drawn with disjoint areas, each move draws from its own generator, all 5K
+    candidates are one batch and all mutants a second one; see docs/method.md.
+    """
+    count = config.masters if masters is None else check_int("masters", masters, 1)
+    if count == 1:
+        return evolve_step(lattice, config, rng, evaluate, step).to_dict()
+    cells = lattice.pick_masters(rng, count, config.master_selection)
+    # each move draws from its own generator, so no move's draws depend on another's: with
+    # disjoint areas the moves' results do not depend on the order they are decided or applied in
+    rngs = move_generators(rng, len(cells))
+    proposed = [
+        propose_move(lattice, config, move_rng, cell, step, INDICES_PER_MOVE * k)
+        for k, (move_rng, cell) in enumerate(zip(rngs, cells))
+    ]
+    scores = _per_move(evaluate(step, [r for _, reqs in proposed for r in reqs]), [reqs for _, reqs in proposed])
+    decided = [
+        decide_move(lattice, config, move_rng, record, reqs, move_scores)
+        for move_rng, (record, reqs), move_scores in zip(rngs, proposed, scores)
+    ]
+    all_mutants = [r for _, mutant_reqs in decided for r in mutant_reqs]
+    mutant_scores = _per_move(
+        evaluate(step, all_mutants) if all_mutants else [], [mutant_reqs for _, mutant_reqs in decided]
+    )
+    moves = []
+    for (_, reqs), (record, mutant_reqs), move_scores in zip(proposed, decided, mutant_scores):
+        record, writes = complete_move(record, reqs, mutant_reqs, move_scores)
+        apply_move(lattice, writes, step)
+        moves.append(record.to_dict())
+    return {
+        "step": step,
+        "outcome": Outcome.ROUND.value,
+        "masters": len(cells),
+        "moves": moves,
+        "max_c": max(move["max_c"] for move in moves),
+    }
+
+
+def _per_move(scores: Sequence[float], batches: Sequence[Sequence[EvalRequest]]) -> list[list[float]]:
+    """Split one batch's scores back into each move's share, in move order."""
+    scores = [float(s) for s in scores]
+    if len(scores) != sum(len(b) for b in batches):
+        raise ValueError(f"the evaluator returned {len(scores)} scores for {sum(len(b) for b in batches)} requests")
+    out, start = [], 0
+    for batch in batches:
+        out.append(scores[start:start + len(batch)])
+        start += len(batch)
+    return out

@@ -69,19 +69,61 @@ class Lattice:
                     seen.append((r, c))
         return sorted(seen)
 
+    def distance(self, a: Cell, b: Cell) -> int:
+        """Chebyshev distance between two cells, wrapped on a torus (how far apart two squares are)."""
+        rows, cols = abs(a[0] - b[0]), abs(a[1] - b[1])
+        if self.torus:
+            rows, cols = min(rows, self.size - rows), min(cols, self.size - cols)
+        return max(rows, cols)
+
+    def area(self, cell: Cell) -> list[Cell]:
+        """The cell and its neighbourhood, row-major: every cell a step mastered here may touch."""
+        return sorted([cell, *self.neighbours(cell)])
+
+    @property
+    def spacing(self) -> int:
+        """The least distance (2d+1) at which two cells' areas share no cell, torus or bounded."""
+        return 2 * self.radius + 1
+
     # --- selection -----------------------------------------------------------------------
-    def pick_master(self, rng: np.random.Generator, mode: str = "uniform") -> Cell:
-        """s1: uniform over all cells, or proportional to fitness (uniform if all are 0)."""
-        n = self.size * self.size
+    def pick_master(
+        self, rng: np.random.Generator, mode: str = "uniform", allowed: Sequence[Cell] | None = None
+    ) -> Cell:
+        """s1: uniform over ``allowed`` (default: all cells, row-major), or proportional to fitness.
+
+        Proportional falls back to uniform when every allowed cell has fitness 0. With all cells
+        allowed, the draw is the seed's: one integer (or one weighted choice) over L*L indices.
+        """
+        if allowed is None:
+            flat = np.arange(self.size * self.size)
+        else:
+            if not allowed:
+                raise ValueError("no cell is allowed to be a master")
+            flat = np.array([r * self.size + c for r, c in allowed])
+        n = len(flat)
         if mode == "uniform":
             index = int(rng.integers(n))
         elif mode == "proportional":
-            weights = np.clip(self.fitness.ravel(), 0.0, None)
+            weights = np.clip(self.fitness.ravel()[flat], 0.0, None)
             total = weights.sum()
             index = int(rng.choice(n, p=weights / total)) if total > 0 else int(rng.integers(n))
         else:
             raise ValueError(f"unknown master selection {mode!r}; expected 'uniform' or 'proportional'")
-        return divmod(index, self.size)
+        return divmod(int(flat[index]), self.size)
+
+    def pick_masters(self, rng: np.random.Generator, count: int, mode: str = "uniform") -> list[Cell]:
+        """Up to ``count`` masters whose areas share no cell, drawn one after another.
+
+        Each is drawn (like :meth:`pick_master`) among the cells at distance >= 2d+1 from every
+        master drawn before it; when no such cell is left the list is shorter than ``count``.
+        """
+        masters: list[Cell] = []
+        allowed = list(self.cells())
+        while len(masters) < count and allowed:
+            master = self.pick_master(rng, mode, allowed)
+            masters.append(master)
+            allowed = [cell for cell in allowed if self.distance(cell, master) >= self.spacing]
+        return masters
 
     def pick_partner(self, rng: np.random.Generator, master: Cell) -> Cell:
         """s2: uniform over s1's neighbourhood."""

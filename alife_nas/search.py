@@ -10,7 +10,10 @@ step target or the training budget is reached; after every step the strategy's s
 lattice and the generator's state are committed with the step record in one transaction.
 
 The data set is loaded once and moved to the device once, by the :class:`~alife_nas.training.Trainer`
-made here. A ``score`` function may replace the trainer (tests use a cheap deterministic one).
+made here, or by each worker when the ``execution`` options ask for several (worker processes,
+GPUs, a Ray cluster: :mod:`alife_nas.executors`). A ``score`` function may replace the trainer
+(tests use a cheap deterministic one). One process writes a run at a time: a second writer is
+refused while the first holds the run's lock.
 """
 from __future__ import annotations
 
@@ -30,13 +33,11 @@ from alife_nas.config import (
     settings_hash,
 )
 from alife_nas.evaluation import CachedEvaluator, ResultCallback, ScoreFn
+from alife_nas.executors import ProgressFn, check_available, make_executor
 from alife_nas.store import DB_NAME, RunStore, RunStoreError, StepRow
 from alife_nas.strategies import STRATEGIES
 
-__all__ = ["Search", "Summary", "EpochCallback", "read_status"]
-
-#: Called after each epoch of a training: (epoch, max_epochs, validation accuracy).
-EpochCallback = Callable[[int, int, float], None]
+__all__ = ["Search", "Summary", "read_status"]
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,14 @@ class Search:
     """One search, ready to run. Make it with :meth:`create` or :meth:`open`; close it after."""
 
     def __init__(self, store: RunStore, config: SearchConfig, *, data: Any = None, score: ScoreFn | None = None) -> None:
+        store.lock_for_writing()
         self.store = store
         self.config = config
         self.data = data
-        self._on_epoch: EpochCallback | None = None
         self.changes: list[str] = []  # what Search.open changed ("steps: 6 -> 8", ...)
-        if score is None:
-            score = self._make_trainer_score()
+        self.executor = make_executor(config, lambda: self._serial_scorer(score), score)
         self.strategy = STRATEGIES[config.strategy](config.method)
-        self.evaluator = CachedEvaluator(store, score, config.seed, config.device)
+        self.evaluator = CachedEvaluator(store, self.executor, config.seed, config.device)
         self.rng = np.random.default_rng(config.seed)
         last = store.last_step()
         if last is not None:
@@ -88,6 +88,7 @@ class Search:
         if (Path(run_dir) / DB_NAME).exists():
             raise RunStoreError(f"{run_dir} already holds a run; continue it with 'alife-nas resume {run_dir}'")
         config = dataclasses.replace(config, device=_resolve_device(config.device, real=score is None))
+        check_available(config)
         if score is None and data is None:
             data = _load(config, download)
         info = None
@@ -120,8 +121,9 @@ class Search:
             wanted = changes.pop("device", None) or continuing_device(stored.device)
             config = stored.with_options(**changes)
             config = dataclasses.replace(config, device=_resolve_device(wanted, real=score is None))
-            if score is None and data is None:
-                data = _load(config, download)
+            if score is None and data is None and config.execution.workers == 1 and config.execution.ray is None:
+                data = _load(config, download)  # serial: this process trains (workers load their own)
+            store.lock_for_writing()  # before anything is written
             if store.upgrade():
                 store.log_event("upgrade", "run database upgraded to the current schema")
             differences = stored.differences(config.options())
@@ -137,7 +139,11 @@ class Search:
             raise
 
     def close(self) -> None:
-        self.store.close()
+        """Stop the workers (if any) and close the run."""
+        try:
+            self.executor.close()
+        finally:
+            self.store.close()
 
     def __enter__(self) -> "Search":
         return self
@@ -180,15 +186,16 @@ class Search:
 
     # --- the loop ----------------------------------------------------------------------------
     def run(self, on_step: Callable[[Summary], None] | None = None, on_result: ResultCallback | None = None,
-            on_epoch: EpochCallback | None = None, max_idle_steps: int = 1000) -> Summary:
+            on_progress: ProgressFn | None = None, max_idle_steps: int = 1000) -> Summary:
         """Run steps until :meth:`finished`; each finished step is committed in one transaction.
 
         ``on_step`` gets a :class:`Summary` after each step, ``on_result`` each candidate's
-        evaluation as it is stored, ``on_epoch`` each epoch of the training in flight.
+        evaluation as it is stored, ``on_progress`` a :class:`~alife_nas.executors.Progress` for
+        each training a worker starts, each epoch it finishes, and each worker that goes idle.
         ``max_idle_steps`` stops a budgeted search whose strategy keeps hitting the cache (a tiny
         search space can run out of new genomes); the stop is logged in the run's events.
         """
-        self.evaluator.on_result, self._on_epoch = on_result, on_epoch
+        self.evaluator.on_result, self.evaluator.on_progress = on_result, on_progress
         idle = 0
         while not self.finished():
             step = self.steps_done + 1 if self.store.initialized else 0
@@ -211,16 +218,14 @@ class Search:
                 break
         return self.summary()
 
-    def _make_trainer_score(self) -> ScoreFn:
-        """The real score function: one Trainer (data moved to the device once) for the whole search."""
+    def _serial_scorer(self, score: ScoreFn | None) -> Callable[..., dict]:
+        """The in-process scorer: ``score``, or one Trainer (data moved to the device once)."""
+        if score is not None:
+            return lambda genome, seed, on_epoch=None: score(genome, seed)
         from alife_nas.training import Trainer
 
         trainer = Trainer(self.data, self.config.training, self.config.device)
-
-        def score(genome: Any, seed: int) -> dict:
-            return trainer.train(genome, seed, on_epoch=self._on_epoch).to_dict()
-
-        return score
+        return lambda genome, seed, on_epoch=None: trainer.train(genome, seed, on_epoch=on_epoch).to_dict()
 
 
 def _resolve_device(name: str, real: bool) -> str:

@@ -14,6 +14,11 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: one writer is not enforced there
+    fcntl = None  # type: ignore[assignment]
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +29,7 @@ from alife_nas.config import ConfigError, SearchConfig
 __all__ = ["RunStore", "RunStoreError", "Evaluation", "StepRow", "DB_NAME", "SCHEMA_VERSION", "TOOL_NAME"]
 
 DB_NAME = "run.sqlite"
+LOCK_NAME = "run.lock"
 TOOL_NAME = "alife_nas"
 #: 2: the config is the nested SearchConfig and the data set's shape is in meta. Schema 1 (alife_nas
 #: 0.1: a flat config) is still read, and upgraded in place when a run is resumed.
@@ -159,6 +165,7 @@ class RunStore:
         self.run_dir = run_dir
         self.path = run_dir / DB_NAME
         self._conn = conn
+        self._lock: Any = None
 
     # --- opening -------------------------------------------------------------------------
     @classmethod
@@ -222,6 +229,37 @@ class RunStore:
 
     def close(self) -> None:
         self._conn.close()
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the lock
+            self._lock = None
+
+    def lock_for_writing(self) -> None:
+        """Make this process the run's one writer, or raise RunStoreError if another one is.
+
+        An exclusive ``flock`` on ``RUN_DIR/run.lock``, held until :meth:`close`; the system drops it
+        when the process ends in any way (SIGKILL included), so a crash never leaves a run locked.
+        Readers take no lock: ``status``, pictures and exports work while a run is written.
+        """
+        if self._lock is not None or fcntl is None:  # held already; or no flock (Windows): not enforced
+            return
+        path = self.run_dir / LOCK_NAME
+        try:
+            handle = open(path, "a+")
+        except OSError as exc:
+            raise RunStoreError(f"cannot write to {self.run_dir}: {exc.strerror}") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise RunStoreError(f"{self.run_dir} is being written by {owner}; wait for it to finish or stop it "
+                                f"(status, heatmap, curves and export work meanwhile)") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}")
+        handle.flush()
+        self._lock = handle
 
     def __enter__(self) -> "RunStore":
         return self

@@ -49,8 +49,8 @@ METRICS: dict[str, str] = {
     "age": "age (steps since the cell was last written)",
 }
 
-MASTER_COLOR = "#e6194b"  # red: the step's master s1
-PARTNER_COLOR = "#ff8c00"  # orange: the step's partner s2
+MASTER_COLOR = "#e6194b"  # red: the step's master s1 (every master of a round)
+PARTNER_COLOR = "#ff8c00"  # orange: the step's partner s2 (every partner of a round)
 UNDER_COLOR = "#3b3b3b"  # failed candidates (fitness 0, below the scale)
 BAD_COLOR = "#d9d9d9"  # missing values
 
@@ -77,6 +77,20 @@ def compact_number(value: float) -> str:
             q = v / limit
             return f"{sign}{q:.1f}{suffix}" if q < 10 else f"{sign}{q:.0f}{suffix}"
     return f"{sign}{v:.0f}"
+
+
+#: One cell (row, col), or several (a round's masters): what the marker arguments accept.
+Cells = Sequence[int] | Iterable[Sequence[int]]
+
+
+def _as_cells(value: Cells | None) -> list[tuple[int, int]]:
+    """A marker argument as a list of cells: ``None`` is none, ``(r, c)`` is one, a list of cells is each."""
+    if value is None:
+        return []
+    items = list(value)
+    if len(items) == 2 and all(np.ndim(x) == 0 for x in items):  # one (r, c) pair
+        return [(int(items[0]), int(items[1]))]
+    return [(int(cell[0]), int(cell[1])) for cell in items]
 
 
 def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -267,21 +281,32 @@ class LatticePlot:
             self.texts.append(line)
 
     def _add_markers(self, size: int) -> None:
-        """Hidden outlines for the master and partner cells, moved and shown by :meth:`update`."""
+        """Hidden outlines for the master and partner cells, moved and shown by :meth:`update`.
+
+        ``markers[name]`` is a pool of outlines: one each to start, grown when a round has more.
+        """
         self.lw = 2.6 if size <= 10 else 2.0
         # a dark halo keeps the red/orange outlines visible on yellow (high) and purple (low) cells alike
         self.halo = [patheffects.Stroke(linewidth=self.lw + 1.8, foreground="#1a1a1a"), patheffects.Normal()]
-        self.markers: dict[str, Rectangle] = {}
-        for name, colour, style in (("partner", PARTNER_COLOR, _PARTNER_STYLE), ("master", MASTER_COLOR, "solid")):
-            inset = 0.06
+        self.markers: dict[str, list[Rectangle]] = {"partner": [], "master": []}
+        for name in self.markers:
+            self._marker_pool(name, 1)
+        self.flags: list[Any] = []
+        self.legend_offset = -0.10 if size <= 10 else -0.08
+
+    def _marker_pool(self, name: str, count: int) -> list[Rectangle]:
+        """At least ``count`` (hidden until placed) outlines for ``name``: 'master' or 'partner'."""
+        pool = self.markers[name]
+        colour, style = (MASTER_COLOR, "solid") if name == "master" else (PARTNER_COLOR, _PARTNER_STYLE)
+        inset = 0.06
+        while len(pool) < count:
             patch = Rectangle(
                 (0, 0), 1 - 2 * inset, 1 - 2 * inset, fill=False, edgecolor=colour, linewidth=self.lw,
                 linestyle=style, zorder=4, path_effects=self.halo, visible=False,
             )
             self.ax.add_patch(patch)
-            self.markers[name] = patch
-        self.flags: list[Any] = []
-        self.legend_offset = -0.10 if size <= 10 else -0.08
+            pool.append(patch)
+        return pool
 
     def _add_colorbar(self, ok: np.ndarray, label: str | None) -> None:
         """The colour key: an arrow when values fall below the scale, whole-number or compact ticks."""
@@ -304,11 +329,14 @@ class LatticePlot:
         values: Any,
         *,
         title: str | None = None,
-        master: Sequence[int] | None = None,
-        partner: Sequence[int] | None = None,
+        master: Cells | None = None,
+        partner: Cells | None = None,
         changed: Iterable[Sequence[int]] | None = None,
     ) -> Figure:
-        """Show ``values`` (same shape) with this title and markers; returns the figure."""
+        """Show ``values`` (same shape) with this title and markers; returns the figure.
+
+        ``master`` and ``partner`` are one cell ``(r, c)`` or a list of cells (a round's masters).
+        """
         data = np.asarray(values, dtype=float)
         if data.shape != self.shape:
             raise ValueError(f"lattice values must have shape {self.shape}, got {data.shape}")
@@ -339,16 +367,20 @@ class LatticePlot:
                 txt.set_color("black" if _luminance(rgba) > 0.30 else "white")
 
         handles = []
-        for name, cell in (("partner", partner), ("master", master)):
-            patch = self.markers[name]
-            patch.set_visible(cell is not None)
-            if cell is None:
+        for name, cells in (("partner", _as_cells(partner)), ("master", _as_cells(master))):
+            pool = self._marker_pool(name, len(cells))
+            for i, patch in enumerate(pool):
+                patch.set_visible(i < len(cells))
+                if i < len(cells):
+                    r, c = cells[i]
+                    patch.set_xy((c - 0.5 + 0.06, r - 0.5 + 0.06))
+            if not cells:
                 continue
-            r, c = int(cell[0]), int(cell[1])
-            patch.set_xy((c - 0.5 + 0.06, r - 0.5 + 0.06))
+            # one legend entry per kind: the cell when there is one, the count for a round's many
+            label = f"{name} {cells[0]}" if len(cells) == 1 else f"{len(cells)} {name}s"
             handles.append(
-                Line2D([], [], color=patch.get_edgecolor(), linewidth=self.lw, linestyle=patch.get_linestyle(),
-                       label=f"{name} ({r}, {c})", path_effects=self.halo)
+                Line2D([], [], color=pool[0].get_edgecolor(), linewidth=self.lw, linestyle=pool[0].get_linestyle(),
+                       label=label, path_effects=self.halo)
             )
         for flag in self.flags:
             flag.remove()
@@ -387,8 +419,8 @@ def plot_lattice(
     label: str | None = None,
     annotate: bool | None = None,
     fmt: str | Callable[[float], str] | None = None,
-    master: Sequence[int] | None = None,
-    partner: Sequence[int] | None = None,
+    master: Cells | None = None,
+    partner: Cells | None = None,
     changed: Iterable[Sequence[int]] | None = None,
     colorbar: bool = True,
     log: bool = False,
@@ -401,8 +433,8 @@ def plot_lattice(
     NaN cells light grey, so failures do not wash out the colour scale; values below ``vmin``
     take the lowest colour and the colorbar gets an arrow. ``robust`` starts an automatic scale
     at a far-out low fence (Q1 - 3 IQR) so one stray low value does not flatten the rest.
-    Whole-number data get a discrete scale. ``master``/``partner`` are (row, col) cells outlined
-    in red/orange; ``changed`` cells (written this step) get a white corner flag. ``annotate``
+    Whole-number data get a discrete scale. ``master``/``partner`` are (row, col) cells (or lists
+    of cells: a round's masters and partners) outlined in red/orange; ``changed`` cells (written this step) get a white corner flag. ``annotate``
     writes each value in its cell (default: only when L <= 12) in black or white by the cell's
     luminance; ``fmt`` is a format spec, a ``{}`` template or a callable. ``log`` uses a
     logarithmic colour scale.
@@ -553,6 +585,23 @@ def _cell(value: Any) -> tuple[int, int] | None:
     return int(value[0]), int(value[1])
 
 
+def _record_cells(record: Mapping[str, Any], key: str) -> list[tuple[int, int]]:
+    """A record's ``master`` or ``partner`` cells: one for a step, one per move for a round of K masters."""
+    moves = record.get("moves")
+    sources = moves if isinstance(moves, list) else [record]
+    return [cell for cell in (_cell(source.get(key)) for source in sources) if cell is not None]
+
+
+def _outcome_text(record: Mapping[str, Any]) -> str:
+    """What a step did, for a title: its outcome, or for a round how many of its moves replaced cells."""
+    outcome = record.get("outcome")
+    moves = record.get("moves")
+    if outcome == "round" and isinstance(moves, list):
+        replaced = sum(1 for move in moves if move.get("replaced"))
+        return f"round of {record.get('masters', len(moves))} masters: {replaced} replaced"
+    return str(outcome).replace("_", " ") if outcome else ""
+
+
 def _step_title(metric: str, step_row: StepRow, last_step: int, dataset: str) -> str:
     step = step_row.step
     size = len(step_row.lattice["genomes"])
@@ -562,9 +611,9 @@ def _step_title(metric: str, step_row: StepRow, last_step: int, dataset: str) ->
         detail = f"step 0 / {last_step}: initial lattice"
     else:
         detail = f"step {step} / {last_step}"
-        outcome = record.get("outcome")
+        outcome = _outcome_text(record)
         if outcome:
-            detail += f": {str(outcome).replace('_', ' ')}"
+            detail += f": {outcome}"
         max_c = record.get("max_c")
         if isinstance(max_c, (int, float)) and math.isfinite(max_c):
             detail += f" (best candidate {max_c:.4f})"
@@ -651,8 +700,8 @@ def render_heatmaps(
         return plot.update(
             values,
             title=_step_title(metric, row, last_step, config.data.dataset),
-            master=_cell(record.get("master")),
-            partner=_cell(record.get("partner")),
+            master=_record_cells(record, "master"),
+            partner=_record_cells(record, "partner"),
             changed=_changed_cells(row),
         )
 
@@ -660,8 +709,9 @@ def render_heatmaps(
         # Lay the figure out once, on the frame with the fullest legend, then keep that geometry:
         # every frame is the same size and the layout is not recomputed per frame.
         def legend_items(i: int) -> int:
-            record = chosen[i].record
-            return (record.get("master") is not None) + (record.get("partner") is not None) + bool(_changed_cells(chosen[i]))
+            record = chosen[i].record  # one legend entry per kind of marker, however many cells it marks
+            kinds = (_record_cells(record, "master"), _record_cells(record, "partner"), _changed_cells(chosen[i]))
+            return sum(1 for cells in kinds if cells)
 
         widest = max(range(len(chosen)), key=legend_items)
         _render(show(chosen[widest], frames[widest]), dpi)

@@ -34,3 +34,23 @@ def run_search(run_dir, score=fake_score, data=None, **options):
     with make_search(run_dir, score, data, **options) as search:
         search.run()
     return run_dir
+
+
+def dying_score(genome, seed):
+    """fake_score, except that a worker training a genome of three or more layers kills itself.
+
+    With ALIFE_TEST_DIE_ONCE set to a folder, each such genome kills its worker only the first
+    time (a marker file per genome remembers it), so the retry succeeds.
+    """
+    import os
+    import signal
+    from pathlib import Path
+
+    if len(genome) >= 3:
+        once = os.environ.get("ALIFE_TEST_DIE_ONCE")
+        marker = Path(once) / str(genome) if once else None
+        if marker is None or not marker.exists():
+            if marker is not None:
+                marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+    return fake_score(genome, seed)

@@ -1,8 +1,13 @@
 from alife_nas.config import SearchConfig, settings_hash
 from alife_nas.evaluation import CachedEvaluator, cache_key, candidate_seed
 from alife_nas.evolution import EvalRequest
+from alife_nas.executors import SerialExecutor
 from alife_nas.genome import parse_genome
 from alife_nas.store import RunStore
+
+
+def serial(score):
+    return SerialExecutor(lambda genome, seed, on_epoch=None: score(genome, seed))
 
 
 def make_store(tmp_path, settings=None):
@@ -28,7 +33,7 @@ def test_cache_never_trains_a_genome_twice(tmp_path, score):
         trained.append(str(genome))
         return score(genome, seed)
 
-    ev = CachedEvaluator(store, counting, run_seed=0)
+    ev = CachedEvaluator(store, serial(counting), run_seed=0)
     g, h = parse_genome("16-M"), parse_genome("32")
     first = ev(1, [EvalRequest(g, 0, "self"), EvalRequest(h, 1, "x"), EvalRequest(g, 2, "x")])
     assert trained == ["16-M", "32"] and ev.trainings == 2 and ev.cache_hits == 1
@@ -42,7 +47,7 @@ def test_cache_never_trains_a_genome_twice(tmp_path, score):
 
 def test_replay_of_same_step_counts_as_training_not_hit(tmp_path, score):
     store = make_store(tmp_path)
-    ev = CachedEvaluator(store, score, run_seed=0)
+    ev = CachedEvaluator(store, serial(score), run_seed=0)
     ev(3, [EvalRequest(parse_genome("16"), 4, "x")])
     ev.reset_counts()
     ev(3, [EvalRequest(parse_genome("16"), 4, "x")])  # the same step re-run after a restart
@@ -52,7 +57,7 @@ def test_replay_of_same_step_counts_as_training_not_hit(tmp_path, score):
 
 def test_other_settings_are_a_different_cache(tmp_path, score):
     store = make_store(tmp_path)
-    ev = CachedEvaluator(store, score, run_seed=0)
+    ev = CachedEvaluator(store, serial(score), run_seed=0)
     ev(1, [EvalRequest(parse_genome("16"), 0, "x")])
     key = cache_key(settings_hash({"lr": 0.2}), parse_genome("16"))
     assert store.lookup(key) is None
@@ -69,7 +74,7 @@ def test_a_crashing_score_gives_zero_and_the_next_one_works(tmp_path, score):
             return {"fitness": float("nan")}
         return score(genome, seed)
 
-    ev = CachedEvaluator(store, flaky, run_seed=0)
+    ev = CachedEvaluator(store, serial(flaky), run_seed=0)
     out = ev(1, [EvalRequest(parse_genome("16-M"), 0, "x"), EvalRequest(parse_genome("16-M-M"), 1, "x"),
                  EvalRequest(parse_genome("32"), 2, "x")])
     assert out[0] == 0.0 and out[1] == 0.0 and out[2] > 0

@@ -1,15 +1,26 @@
+import hashlib
+import itertools
+import json
+
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alife_nas.evolution import (
     EvolutionConfig,
     Outcome,
     StepRecord,
+    apply_move,
+    complete_move,
+    decide_move,
+    evolve_round,
     evolve_step,
     initialize_lattice,
     is_better,
+    max_masters,
+    move_generators,
+    propose_move,
 )
 from alife_nas.genome import Conv, parse_genome
 
@@ -185,3 +196,194 @@ def test_config_validation():
         EvolutionConfig(ratio=-1)
     with pytest.raises(ValueError):
         EvolutionConfig(master_selection="best")
+
+
+# --- rounds of K masters (our parallel variant) ------------------------------------------------
+def hashed_fitness(step, requests):
+    """Deterministic fake that depends on each request alone (genome and index), never on the batch."""
+    out = []
+    for r in requests:
+        h = int(hashlib.sha256(f"{r.genome}|{r.index}".encode()).hexdigest()[:6], 16) / 16**6
+        out.append(round(0.3 + 0.6 * h, 3))
+    return out
+
+
+class Counting:
+    """Wraps an evaluator and records each call's step and request indices."""
+
+    def __init__(self, evaluate):
+        self.evaluate, self.calls = evaluate, []
+
+    def __call__(self, step, requests):
+        self.calls.append((step, [(r.index, r.operator) for r in requests]))
+        return self.evaluate(step, requests)
+
+
+@st.composite
+def round_configs(draw, least=1):
+    """Lattices of side 3..12, radius 1..2, torus or bounded, with ``least``..max allowed masters."""
+    radius = draw(st.integers(1, 2))
+    size = draw(st.integers(3 if least == 1 else 2 * (2 * radius + 1), 12))
+    masters = draw(st.integers(least, max_masters(size, radius)))
+    return EvolutionConfig(lattice=size, radius=radius, torus=draw(st.booleans()), masters=masters)
+
+
+def written_cells(move):
+    return [tuple(c) for c in move["replaced"]] + [tuple(m["cell"]) for m in move["mutants"]]
+
+
+def round_moves(record):
+    return record["moves"] if record["outcome"] == Outcome.ROUND.value else [record]
+
+
+@settings(max_examples=40, deadline=None)
+@given(round_configs(), st.integers(0, 2**32))
+def test_a_round_touches_only_its_masters_disjoint_areas(config, seed):
+    rng = np.random.default_rng(seed)
+    lat, _ = initialize_lattice(config, rng, hashed_fitness)
+    for step in range(1, 4):
+        before = lat.to_dict()
+        record = evolve_round(lat, config, rng, hashed_fitness, step)
+        moves = round_moves(record)
+        assert 1 <= len(moves) <= config.masters
+        areas = [set(lat.area(tuple(m["master"]))) for m in moves]
+        for i, j in itertools.combinations(range(len(areas)), 2):
+            assert not areas[i] & areas[j]
+        for move, area in zip(moves, areas):
+            assert tuple(move["partner"]) in area and set(written_cells(move)) <= area
+        written = {cell for move in moves for cell in written_cells(move)}
+        changed = {(r, c) for r in range(lat.size) for c in range(lat.size)
+                   if lat.fitness[r, c] != before["fitness"][r][c] or str(lat.genome((r, c))) != before["genomes"][r][c]}
+        assert changed <= written and all(lat.age[cell] == step for cell in written)
+
+
+def decided_moves(lat, config, rng, evaluate, step):
+    """A round's moves taken apart: each master's (record, writes), from the building blocks."""
+    cells = lat.pick_masters(rng, config.masters, config.master_selection)
+    out = []
+    for k, (move_rng, cell) in enumerate(zip(move_generators(rng, len(cells)), cells)):
+        record, requests = propose_move(lat, config, move_rng, cell, step, 7 * k)
+        record, mutant_requests = decide_move(lat, config, move_rng, record, requests, evaluate(step, requests))
+        mutant_scores = evaluate(step, mutant_requests) if mutant_requests else []
+        out.append(complete_move(record, requests, mutant_requests, mutant_scores))
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(round_configs(least=2), st.integers(0, 2**32), st.randoms(use_true_random=False))
+def test_applying_a_rounds_moves_in_any_order_gives_the_same_lattice(config, seed, shuffler):
+    rng = np.random.default_rng(seed)
+    lat, _ = initialize_lattice(config, rng, hashed_fitness)
+    state = rng.bit_generator.state
+    moves = decided_moves(lat, config, rng, hashed_fitness, 1)
+    orders = list(itertools.permutations(range(len(moves)))) if len(moves) <= 4 else [
+        shuffler.sample(range(len(moves)), len(moves)) for _ in range(20)]
+    results = []
+    for order in orders:
+        copy = type(lat).from_dict(lat.to_dict())
+        for k in order:
+            apply_move(copy, moves[k][1], 1)
+        results.append(copy)
+    assert all(r == results[0] for r in results)
+    # the building blocks, chained by hand, are what evolve_round does
+    rng.bit_generator.state = state
+    record = evolve_round(lat, config, rng, hashed_fitness, 1)
+    assert lat == results[0]
+    assert round_moves(record) == [m.to_dict() for m, _ in moves]
+
+
+@settings(max_examples=25, deadline=None)
+@given(round_configs(least=2), st.integers(0, 2**32), st.randoms(use_true_random=False))
+def test_deciding_moves_one_by_one_in_any_order_changes_nothing(config, seed, shuffler):
+    rng = np.random.default_rng(seed)
+    lat, _ = initialize_lattice(config, rng, hashed_fitness)
+    together = type(lat).from_dict(lat.to_dict())
+    state = rng.bit_generator.state
+    record = evolve_round(together, config, rng, hashed_fitness, 1)
+    # move by move: each proposed, decided and written before the next one starts, in a shuffled order
+    rng.bit_generator.state = state
+    cells = lat.pick_masters(rng, config.masters, config.master_selection)
+    rngs = move_generators(rng, len(cells))
+    records = {}
+    for k in shuffler.sample(range(len(cells)), len(cells)):
+        one, requests = propose_move(lat, config, rngs[k], cells[k], 1, 7 * k)
+        one, mutant_requests = decide_move(lat, config, rngs[k], one, requests, hashed_fitness(1, requests))
+        one, writes = complete_move(one, requests, mutant_requests, hashed_fitness(1, mutant_requests))
+        apply_move(lat, writes, 1)
+        records[k] = one.to_dict()
+    assert lat == together and round_moves(record) == [records[k] for k in range(len(cells))]
+
+
+@pytest.mark.parametrize("config", [
+    EvolutionConfig(lattice=5, radius=2),
+    EvolutionConfig(lattice=4, torus=False, master_selection="proportional"),
+])
+def test_one_master_rounds_are_exactly_steps(config):
+    runs = []
+    for step_fn in (lambda lat, rng, s: evolve_step(lat, config, rng, hashed_fitness, s).to_dict(),
+                    lambda lat, rng, s: evolve_round(lat, config, rng, hashed_fitness, s),
+                    lambda lat, rng, s: evolve_round(lat, config, rng, hashed_fitness, s, masters=1)):
+        rng = np.random.default_rng(3)
+        lat, _ = initialize_lattice(config, rng, hashed_fitness)
+        records = [step_fn(lat, rng, s) for s in range(1, 16)]
+        runs.append((records, lat.to_dict(), rng.bit_generator.state))
+    assert runs[0] == runs[1] == runs[2]
+    assert {r["outcome"] for r in runs[0][0]} >= {"no_change", "replace_both"}
+
+
+def run_rounds(seed, config, steps, evaluate=hashed_fitness):
+    rng = np.random.default_rng(seed)
+    lat, _ = initialize_lattice(config, rng, evaluate)
+    return [evolve_round(lat, config, rng, evaluate, s) for s in range(1, steps + 1)], lat
+
+
+def test_a_round_is_a_function_of_the_seed_and_batches_all_masters():
+    config = EvolutionConfig(lattice=9, masters=4)
+    a, lat_a = run_rounds(5, config, 10)
+    b, lat_b = run_rounds(5, config, 10)
+    c, _ = run_rounds(6, config, 10)
+    assert a == b and lat_a == lat_b and a != c
+    assert json.loads(json.dumps(a)) == a  # JSON-safe
+    counting = Counting(hashed_fitness)
+    rng = np.random.default_rng(5)
+    lat, _ = initialize_lattice(config, rng, counting)
+    for step, expected in enumerate(a, start=1):
+        counting.calls.clear()
+        record = evolve_round(lat, config, rng, counting, step)
+        assert record == expected
+        assert set(record) == {"step", "outcome", "masters", "moves", "max_c"} and record["outcome"] == "round"
+        k = record["masters"]
+        assert 2 <= k <= 4 and len(record["moves"]) == k
+        assert record["max_c"] == max(m["max_c"] for m in record["moves"])
+        for move in record["moves"]:
+            assert StepRecord.from_dict(move).to_dict() == move
+        # one batch of all 5K candidates, then at most one batch of every move's mutants
+        first, *rest = counting.calls
+        assert first == (step, [(7 * m + i, op) for m in range(k) for i, op in enumerate(
+            ["self", "cross-aH+bT", "cross-aH+bH", "cross-bH+aH", "cross-bH+aT"])])
+        mutants = [(7 * m + 5 + i, "mutant") for m, move in enumerate(record["moves"]) for i in range(len(move["mutants"]))]
+        assert rest == ([(step, mutants)] if mutants else [])
+    assert any(r["masters"] == 4 for r in a) and any(m["mutants"] for r in a for m in r["moves"])
+
+
+def test_round_scores_do_not_depend_on_the_order_they_are_computed_in():
+    config = EvolutionConfig(lattice=6, masters=4)
+
+    def reversed_order(step, requests):  # scores computed back to front, returned in request order
+        return list(reversed(hashed_fitness(step, list(reversed(requests)))))
+
+    assert run_rounds(1, config, 6) == run_rounds(1, config, 6, reversed_order)
+
+
+def test_masters_validation():
+    assert EvolutionConfig(lattice=6, masters=4).masters == 4
+    assert EvolutionConfig(lattice=10, radius=2, masters=4).masters == 4
+    assert EvolutionConfig(lattice=3, radius=2).masters == 1  # no 5×5 area fits: one master only
+    assert max_masters(9, 1) == 9 and max_masters(4, 2) == 1
+    for bad in ({"lattice": 5, "masters": 2}, {"lattice": 6, "masters": 5}, {"lattice": 9, "radius": 2, "masters": 2}):
+        with pytest.raises(ValueError, match="masters must be at most .* areas may not overlap") as info:
+            EvolutionConfig(**bad)
+        assert "\n" not in str(info.value)
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ValueError, match="masters"):
+            EvolutionConfig(lattice=6, masters=bad)

@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alife_nas.genome import parse_genome
 from alife_nas.lattice import Lattice
@@ -102,3 +104,70 @@ def test_bad_geometry():
         Lattice(1)
     with pytest.raises(ValueError):
         Lattice(3, radius=0)
+
+
+# --- distance, areas and the masters of a round ------------------------------------------------
+geometries = st.tuples(st.integers(3, 12), st.integers(1, 2), st.booleans())
+
+
+def test_distance_wraps_on_a_torus_only():
+    assert Lattice(9, 1, True).distance((0, 0), (8, 7)) == 2
+    assert Lattice(9, 1, False).distance((0, 0), (8, 7)) == 8
+    assert Lattice(9, 1, True).distance((2, 3), (2, 3)) == 0
+    assert Lattice(6, 1, True).spacing == 3 and Lattice(6, 2, False).spacing == 5
+
+
+def test_area_is_the_cell_and_its_neighbourhood():
+    lat = Lattice(7, 2, True)
+    assert lat.area((0, 0)) == sorted([(0, 0), *lat.neighbours((0, 0))]) and len(lat.area((0, 0))) == 25
+    assert Lattice(5, 1, False).area((0, 0)) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert len(Lattice(3, 2, True).area((1, 1))) == 9  # a small torus: the square covers it once
+
+
+@given(geometries, st.data())
+def test_areas_are_disjoint_exactly_at_distance_2d_plus_1(geometry, data):
+    lat = Lattice(*geometry)
+    a = (data.draw(st.integers(0, lat.size - 1)), data.draw(st.integers(0, lat.size - 1)))
+    b = (data.draw(st.integers(0, lat.size - 1)), data.draw(st.integers(0, lat.size - 1)))
+    disjoint = not set(lat.area(a)) & set(lat.area(b))
+    assert disjoint == (lat.distance(a, b) >= lat.spacing)
+
+
+@pytest.mark.parametrize("mode", ["uniform", "proportional"])
+def test_pick_master_among_all_cells_draws_like_the_seed(mode):
+    lat = filled(5, fitness=np.random.default_rng(0).uniform(0, 1, (5, 5)))
+    a, b = np.random.default_rng(4), np.random.default_rng(4)
+    assert [lat.pick_master(a, mode) for _ in range(50)] == [lat.pick_master(b, mode, list(lat.cells())) for _ in range(50)]
+    assert a.bit_generator.state == b.bit_generator.state
+
+
+def test_pick_master_stays_among_the_allowed_cells():
+    fit = np.zeros((4, 4))
+    fit[3, 3] = 1.0  # the fittest cell is not allowed: proportional picks among the allowed ones
+    lat = filled(4, fitness=fit)
+    allowed = [(0, 0), (1, 2), (2, 1)]
+    rng = np.random.default_rng(0)
+    for mode in ("uniform", "proportional"):
+        assert {lat.pick_master(rng, mode, allowed) for _ in range(200)} == set(allowed)
+    with pytest.raises(ValueError, match="no cell"):
+        lat.pick_master(rng, "uniform", [])
+
+
+@settings(max_examples=60, deadline=None)
+@given(geometries, st.integers(1, 20), st.sampled_from(["uniform", "proportional"]), st.integers(0, 2**32))
+def test_masters_of_a_round_have_disjoint_areas(geometry, count, mode, seed):
+    lat = filled(geometry[0], geometry[1], geometry[2],
+                 fitness=np.random.default_rng(seed).uniform(0, 1, (geometry[0], geometry[0])))
+    masters = lat.pick_masters(np.random.default_rng(seed), count, mode)
+    assert 1 <= len(masters) <= count
+    for i, a in enumerate(masters):
+        for b in masters[i + 1:]:
+            assert not set(lat.area(a)) & set(lat.area(b))
+    if len(masters) < count:  # it stopped short only because no cell was left
+        assert all(any(lat.distance(cell, m) < lat.spacing for m in masters) for cell in lat.cells())
+
+
+def test_one_master_of_a_round_draws_like_pick_master():
+    lat = filled(6)
+    a, b = np.random.default_rng(9), np.random.default_rng(9)
+    assert [lat.pick_masters(a, 1) for _ in range(20)] == [[lat.pick_master(b)] for _ in range(20)]

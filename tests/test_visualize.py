@@ -279,3 +279,58 @@ def test_core_import_stays_free_of_matplotlib_and_pyplot_is_never_used() -> None
         "assert 'matplotlib.pyplot' not in sys.modules, 'visualize imported pyplot'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- rounds of K masters ------------------------------------------------------------------------
+def _round_store(size: int = 9) -> PlainStore:
+    """A PlainStore whose last step is a round of 3 masters: two replaced cells, one did not."""
+    store = PlainStore(size=size, steps=2)
+    last = store._rows[-1]
+    moves = [
+        {"master": [1, 1], "partner": [1, 2], "outcome": "replace_master", "replaced": [[1, 1]], "max_c": 0.91},
+        {"master": [5, 5], "partner": [6, 4], "outcome": "replace_both", "replaced": [[5, 5], [6, 4]], "max_c": 0.93},
+        {"master": [1, 6], "partner": [0, 7], "outcome": "no_change", "replaced": [], "max_c": 0.5},
+    ]
+    lattice = {**last.lattice, "age": [[3 if [r, c] in ([1, 1], [5, 5], [6, 4]) else a for c, a in enumerate(row)]
+                                       for r, row in enumerate(last.lattice["age"])]}
+    store._rows.append(step_row(3, lattice, {"step": 3, "outcome": "round", "masters": 3, "moves": moves, "max_c": 0.93}))
+    return store
+
+
+def test_a_round_draws_every_master_and_partner(tmp_path, monkeypatch) -> None:
+    made: list[viz.LatticePlot] = []
+
+    class Kept(viz.LatticePlot):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(viz, "LatticePlot", Kept)
+    written = viz.render_heatmaps(_round_store(), tmp_path)
+    assert [p.name for p in written] == ["fitness_step_0003.png"] and written[0].stat().st_size > 5000
+    plot = made[0]
+    shown = {name: [p for p in pool if p.get_visible()] for name, pool in plot.markers.items()}
+    assert len(shown["master"]) == 3 and len(shown["partner"]) == 3 and len(_rectangles(plot.fig)) == 6
+    assert sorted(p.get_xy() for p in shown["master"]) == sorted(
+        (c - 0.5 + 0.06, r - 0.5 + 0.06) for r, c in [(1, 1), (5, 5), (1, 6)])
+    assert [t.get_text() for t in plot.ax.get_legend().get_texts()] == [
+        "3 partners", "3 masters", "written this step", "failed (fitness 0)"]
+    assert "step 3 / 3: round of 3 masters: 2 replaced (best candidate 0.9300)" in plot.ax.get_title()
+    assert len(plot.flags) == 3
+
+
+def test_rounds_and_single_steps_share_one_animation(tmp_path) -> None:
+    written = viz.render_heatmaps(_round_store(size=6), tmp_path, steps="all", dpi=40)
+    assert [p.name for p in written] == [f"fitness_step_{i:04d}.png" for i in range(4)] + ["fitness_evolution.gif"]
+    assert len({Image.open(p).size for p in written[:-1]}) == 1
+
+
+def test_lattice_plot_markers_take_one_cell_or_a_list() -> None:
+    plot = viz.LatticePlot((6, 6), scale_values=np.array([0.5, 1.0]))
+    plot.update(np.full((6, 6), 0.5), master=[(0, 0), (3, 3), (0, 3)], partner=[(1, 1), (4, 4), (1, 4)])
+    assert len(_rectangles(plot.fig)) == 6
+    plot.update(np.full((6, 6), 0.5), master=np.array([2, 2]), partner=[(2, 3)])
+    assert [p.get_visible() for p in plot.markers["master"]] == [True, False, False]
+    assert [t.get_text() for t in plot.ax.get_legend().get_texts()] == ["partner (2, 3)", "master (2, 2)"]
+    plot.update(np.full((6, 6), 0.5), master=[], partner=None)
+    assert len(_rectangles(plot.fig)) == 0 and plot.ax.get_legend() is None

@@ -17,6 +17,7 @@ except ModuleNotFoundError:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib  # type: ignore[no-redef]
 
 from alife_nas.config import ConfigError, SearchConfig, check_device
+from alife_nas.executors import ExecutorError
 from alife_nas.settings import PRESETS
 from alife_nas.store import RunStore, RunStoreError
 from alife_nas.strategies import STRATEGIES
@@ -196,7 +197,7 @@ def user_errors() -> Iterator[None]:
     """The library's one-line errors (bad config, data set or run directory) become exit 2."""
     try:
         yield
-    except (ConfigError, RunStoreError) as exc:
+    except (ConfigError, RunStoreError, ExecutorError) as exc:
         raise UserError(str(exc)) from None
     except ValueError as exc:
         data = sys.modules.get("alife_nas.data")  # only loaded (with torch) when data was touched

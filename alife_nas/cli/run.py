@@ -27,6 +27,7 @@ from alife_nas.cli._common import (
     with_options,
 )
 from alife_nas.cli._group import main
+from alife_nas.executors import Progress
 from alife_nas.search import Search, Summary, read_status
 from alife_nas.strategies import STRATEGIES
 
@@ -52,14 +53,27 @@ def search_options(func: Callable) -> Callable:
         _option("population", type=int, help="[regularized] population size."),
         _option("tournament", type=int, help="[regularized] tournament size."),
         _option("random_max_layers", type=int, help="[random] longest random genome."),
+        _option("masters", type=int, help="[neuralfinder] masters per step, far enough apart that their steps "
+                                          "never touch the same cell; their candidates train as one batch."),
         device_option,
+        _option("workers", type=int, help="Trainings at once: 1 = in this process; N = N worker processes "
+                                          "(or N Ray actors with --ray)."),
+        _option("devices", help="Devices the workers are spread over, e.g. cuda:0,cuda:1 (several workers may "
+                                "share one)."),
+        _option("threads", type=int, help="Torch threads per training (default: the cores split between the "
+                                          "workers; torch's choice when serial)."),
+        _option("ray", is_flag=False, flag_value="local", help="Train on Ray: --ray starts Ray on this machine, "
+                                                                "--ray auto or --ray ADDRESS joins a cluster."),
+        _option("gpus_per_trial", type=float, help="With --ray: the GPU share of one training (0.25 packs four "
+                                                   "on a GPU)."),
         config_option,
     ]
     return data_options(training_options(with_options(options, func)))
 
 
 class Reporter:
-    """Per-step log lines on stdout; the training in flight on a terminal (stderr)."""
+    """Per-step log lines on stdout; on a terminal, every worker's training in flight (stderr);
+    elsewhere, one line per finished training, so a log never goes quiet for a whole step."""
 
     def __init__(self, run_dir: str, total_steps: int | None) -> None:
         self.run_dir = run_dir
@@ -67,6 +81,7 @@ class Reporter:
         self.total = total_steps
         self.started = time.perf_counter()
         self._status = ""
+        self._flight: dict[int, str] = {}  # worker -> what it is training
 
     def training_line(self, text: str) -> None:
         if self.tty:
@@ -74,12 +89,24 @@ class Reporter:
             click.echo("\r" + line.ljust(len(self._status)), nl=False, err=True)
             self._status = line
 
-    def on_epoch(self, epoch: int, max_epochs: int, val_acc: float) -> None:
-        self.training_line(f"  training: epoch {epoch}/{max_epochs}  val {val_acc:.4f}")
+    def on_progress(self, p: Progress) -> None:
+        if p.task is None:
+            self._flight.pop(p.worker, None)
+        else:
+            epoch = f" {p.epoch}/{p.max_epochs} {p.val:.3f}" if p.epoch else ""
+            self._flight[p.worker] = f"{p.task.genome[:24]}{epoch}"
+        if list(self._flight) == [0]:  # serial, or one worker busy: no worker numbers needed
+            self.training_line(f"  training {self._flight[0]}")
+        elif self._flight:
+            self.training_line("  " + " | ".join(f"w{w}: {t}" for w, t in sorted(self._flight.items())))
 
     def on_result(self, request: Any, ev: Any, cached: bool) -> None:
         what = "cached" if cached else f"{ev.epochs or 0} epochs"
-        self.training_line(f"  {request.operator} {ev.genome[:40]} -> {ev.fitness:.4f} ({what})")
+        line = f"  {request.operator} {ev.genome[:40]} -> {ev.fitness:.4f} ({what})"
+        if self.tty:
+            self.training_line(line)
+        elif not cached:
+            click.echo(line)
 
     def on_step(self, s: Summary) -> None:
         if self.tty and self._status:
@@ -99,7 +126,8 @@ def _drive(search: Search, run_dir: str) -> None:
     """Run a search to its target; Ctrl-C stops cleanly (everything finished is saved)."""
     reporter = Reporter(run_dir, search.config.stop.steps)
     try:
-        s = search.run(on_step=reporter.on_step, on_result=reporter.on_result, on_epoch=reporter.on_epoch)
+        with user_errors():
+            s = search.run(on_step=reporter.on_step, on_result=reporter.on_result, on_progress=reporter.on_progress)
     except KeyboardInterrupt:
         click.echo(
             f"\ninterrupted: {search.steps_done} steps and {search.trainings} trainings are saved; "
@@ -107,6 +135,9 @@ def _drive(search: Search, run_dir: str) -> None:
         )
         search.close()
         sys.exit(130)
+    except BaseException:
+        search.close()
+        raise
     search.close()
     click.echo(f"done: {s.step} steps, {s.trainings} trainings, {s.cache_hits} cache hits; "
                f"best {s.best_fitness:.4f} {s.best_genome}")

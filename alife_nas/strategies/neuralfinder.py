@@ -8,14 +8,17 @@ import numpy as np
 from alife_nas.evolution import (
     Evaluator,
     EvolutionConfig,
-    evolve_step,
+    evolve_round,
     initialize_lattice,
 )
 from alife_nas.lattice import Lattice
 
 
 class NeuralFinder:
-    """The lattice strategy: step 0 fills and scores L×L cells, each step is :func:`evolve_step`."""
+    """The lattice strategy: step 0 fills and scores L×L cells, each step is :func:`evolve_round` of ``masters`` masters.
+
+    With ``masters=1`` (the default, the seed's method) a step is one :func:`evolve_step`.
+    """
 
     name: ClassVar[str] = "neuralfinder"
     Options: ClassVar[type] = EvolutionConfig
@@ -30,7 +33,7 @@ class NeuralFinder:
 
     def step(self, rng: np.random.Generator, evaluate: Evaluator, step: int) -> dict:
         assert self._lattice is not None, "initialize() first"
-        return evolve_step(self._lattice, self.config, rng, evaluate, step).to_dict()
+        return evolve_round(self._lattice, self.config, rng, evaluate, step, self.config.masters)
 
     def state(self) -> dict:
         return {}  # the lattice is the whole state, and it is stored as the step's lattice

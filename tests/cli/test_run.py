@@ -236,7 +236,8 @@ def test_config_file_keys_are_exactly_the_option_names(monkeypatch, tmp_path):
               "radius": None, "torus": None, "ratio": None, "master_selection": None, "filters": [16, 64],
               "population": 6, "tournament": 2, "random_max_layers": None, "device": "cpu", "dataset": "digits",
               "data_dir": "elsewhere", "val_size": 0.3, "split_seed": 2, "image_size": None, "preset": "paper",
-              "max_epochs": 2, "patience": 0, "batch_size": 64, "lr": 0.02, "max_layers": 0, "max_params": 1000}
+              "max_epochs": 2, "patience": 0, "batch_size": 64, "lr": 0.02, "max_layers": 0, "max_params": 1000,
+              "masters": None, "workers": 3, "devices": "cpu,cpu", "threads": 1, "ray": None, "gpus_per_trial": None}
     assert set(names) == set(values)  # every option is covered here
     given = {k: v for k, v in values.items() if v is not None}
     file = tmp_path / "all.json"
@@ -250,6 +251,7 @@ def test_config_file_keys_are_exactly_the_option_names(monkeypatch, tmp_path):
             flags += [f"--{k.replace('_', '-')}", ",".join(map(str, v)) if isinstance(v, list) else str(v)]
     assert from_file == capture_config(monkeypatch, flags)
     assert from_file.method.population == 6 and from_file.training.patience == 0 and from_file.data.split_seed == 2
+    assert from_file.execution.workers == 3 and from_file.execution.devices == "cpu,cpu"
 
 
 def test_help_shows_defaults():
@@ -266,3 +268,66 @@ def test_options_validate_alike_in_every_command(monkeypatch):
         assert result.exit_code == 2 and "patience" in result.output
         result = CliRunner().invoke(main, [*command, "--device", "cuda:x"])
         assert result.exit_code == 2 and "device must be auto, cpu, cuda or cuda:N" in result.output
+
+
+def test_a_second_writer_is_refused_while_readers_work(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = cli("evolve", "--out", str(run_dir), "--lattice", "3", "--steps", "500", "--filters", "16,32,64,128,256",
+               "--max-epochs", "3", "--device", "cpu")  # long enough to be running throughout
+    try:
+        db = run_dir / DB_NAME
+        end = time.time() + 120
+        while count(db, "SELECT COUNT(*) FROM evaluations") < 1 and time.time() < end:
+            time.sleep(0.05)
+        second = subprocess.run([sys.executable, "-m", "alife_nas", "resume", str(run_dir)], capture_output=True,
+                                text=True)
+        assert second.returncode == 2 and "Traceback" not in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1 and "is being written by process" in second.stderr
+        again = subprocess.run([sys.executable, "-m", "alife_nas", "evolve", "--out", str(run_dir)],
+                               capture_output=True, text=True)
+        assert again.returncode == 2 and "already holds a run" in again.stderr
+        status = subprocess.run([sys.executable, "-m", "alife_nas", "status", str(run_dir), "--json"],
+                                capture_output=True, text=True)
+        assert status.returncode == 0 and json.loads(status.stdout)["trainings"] >= 1
+    finally:
+        proc.kill()
+        proc.wait()
+    # the killed writer's lock went with it: the run can be written again at once
+    from tests.conftest import fake_score
+
+    with Search.open(run_dir, score=fake_score) as search:
+        assert search.store.steps_done == 0
+
+
+def test_sigkill_of_a_coordinator_with_workers_then_resume_equals_serial(tmp_path):
+    from tests.executors.test_local import history as by_step
+
+    args = [*TINY[:-2], "--seed", "5", "--threads", "1"]
+    whole = subprocess.run([sys.executable, "-m", "alife_nas", "evolve", "--out", str(tmp_path / "serial"), *args],
+                           capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr
+    killed = tmp_path / "killed"
+    proc = cli("evolve", "--out", str(killed), *args, "--workers", "2")
+    kill_when(proc, killed / DB_NAME, "SELECT COUNT(*) FROM evaluations", 6)
+    assert proc.returncode == -signal.SIGKILL
+    proc = cli("resume", str(killed))  # the workers option is stored with the run: 2 workers again
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert by_step(killed) == by_step(tmp_path / "serial")
+
+
+def test_ctrl_c_stops_every_worker_and_says_how_to_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = cli("evolve", "--out", str(run_dir), "--lattice", "3", "--steps", "500", "--filters", "16,32,64,128",
+               "--max-epochs", "3", "--device", "cpu", "--workers", "2")
+    end = time.time() + 120
+    while count(run_dir / DB_NAME, "SELECT COUNT(*) FROM evaluations") < 1 and time.time() < end:
+        time.sleep(0.05)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    workers = [int(pid) for pid in children if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert len(workers) == 2
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and f"continue with: alife-nas resume {run_dir}" in err and "Traceback" not in err
+    for pid in workers:  # stopped (killed and reaped) before the coordinator exited
+        assert not Path(f"/proc/{pid}").exists()

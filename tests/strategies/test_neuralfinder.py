@@ -1,6 +1,7 @@
 import numpy as np
+import pytest
 
-from alife_nas.config import SearchConfig
+from alife_nas.config import ConfigError, SearchConfig
 from alife_nas.evolution import EvolutionConfig
 from alife_nas.strategies import STRATEGIES
 from alife_nas.strategies.neuralfinder import NeuralFinder
@@ -24,3 +25,30 @@ def test_built_from_its_options_and_round_trips():
     assert other.lattice() == strat.lattice() and other.best() == strat.best()
     assert strat.lattice()["size"] == 4
     assert "lattice" not in strat.state()  # stored once, as the step's lattice
+
+
+def test_masters_is_an_option_and_a_step_is_a_round():
+    assert SearchConfig.from_options(lattice=6, masters=3).method.masters == 3
+    assert SearchConfig().method.masters == 1
+    with pytest.raises(ConfigError, match="masters must be at most 1"):
+        SearchConfig.from_options(masters=3)  # the default 4×4 lattice holds one 3×3 area apart
+    score = lambda step, reqs: [min(0.99, 0.1 * len(r.genome) + 0.001 * r.index) for r in reqs]  # noqa: E731
+    runs = []
+    for _ in range(2):
+        strat = NeuralFinder(EvolutionConfig(lattice=6, masters=3))
+        rng = np.random.default_rng(7)
+        strat.initialize(rng, score)
+        runs.append([strat.step(rng, score, step) for step in (1, 2, 3)])
+    assert runs[0] == runs[1]
+    assert all(r["outcome"] == "round" and r["masters"] == len(r["moves"]) == 3 for r in runs[0])
+
+
+def test_resumed_rounds_continue_identically(tmp_path, score):
+    from tests.test_search import history, run_to_end
+
+    config = SearchConfig.from_options(lattice=6, masters=4, steps=5, seed=2)
+    run_to_end(tmp_path / "a", config, score)
+    assert run_to_end(tmp_path / "b", config, score, kills=[30, 41, 3]) == 3
+    assert history(tmp_path / "a") == history(tmp_path / "b")
+    _evals, rows = history(tmp_path / "a")
+    assert [row[1]["outcome"] for row in rows] == ["init"] + ["round"] * 5

@@ -65,7 +65,7 @@ class Search:
         self.config = config
         self.data = data
         self.changes: list[str] = []  # what Search.open changed ("steps: 6 -> 8", ...)
-        self.executor = make_executor(config, lambda: self._serial_scorer(score), score)
+        self.executor = make_executor(config, score, data)
         self.strategy = STRATEGIES[config.strategy](config.method)
         self.evaluator = CachedEvaluator(store, self.executor, config.seed, config.device)
         self.rng = np.random.default_rng(config.seed)
@@ -217,15 +217,6 @@ class Search:
                 self.store.log_event("stopped", f"{idle} steps in a row trained nothing new; search space exhausted?")
                 break
         return self.summary()
-
-    def _serial_scorer(self, score: ScoreFn | None) -> Callable[..., dict]:
-        """The in-process scorer: ``score``, or one Trainer (data moved to the device once)."""
-        if score is not None:
-            return lambda genome, seed, on_epoch=None: score(genome, seed)
-        from alife_nas.training import Trainer
-
-        trainer = Trainer(self.data, self.config.training, self.config.device)
-        return lambda genome, seed, on_epoch=None: trainer.train(genome, seed, on_epoch=on_epoch).to_dict()
 
 
 def _resolve_device(name: str, real: bool) -> str:

@@ -182,8 +182,7 @@ class Trainer:
     """Trains genomes on one data set with one set of settings; the data stays on the device."""
 
     def __init__(self, data: DataSplits, settings: TrainSettings, device: str = "cpu") -> None:
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(str(device))  # auto -> a real device; a missing GPU is a ConfigError now
         self.data = data
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"

@@ -37,41 +37,58 @@ def time_executor(executor, batch: list[Task]) -> float:
     start = time.perf_counter()
     results = list(executor.run(batch))
     elapsed = time.perf_counter() - start
-    assert len(results) == len(batch) and all(r["fitness"] > 0 for _, r in results), "a training failed"
+    if len(results) != len(batch) or any(r["fitness"] <= 0 for _, r in results):
+        raise SystemExit("a training failed: the timing would mean nothing")
     return elapsed
 
 
-def serial_vs_workers(config: SearchConfig, batch: list[Task], counts: list[int], device: str) -> None:
+def serial_vs_workers(config: SearchConfig, batch: list[Task], counts: list[int], device: str, rounds: int) -> None:
+    """Serial (torch's own threads, and 1 thread on CPU) vs N workers, interleaved over ``rounds``.
+
+    Interleaving matters on a shared machine: a reference timed once, minutes apart from what it is
+    compared with, measures the machine's load as much as the code. The ratios are per round; the
+    median is reported.
+    """
+    import statistics
+
+    import torch
+
     from alife_nas.data import load_data
     from alife_nas.training import Trainer
 
     trainer = Trainer(load_data(config.data), config.training, device)
     serial = SerialExecutor(lambda g, s, on_epoch=None: trainer.train(g, s).to_dict())
     time_executor(serial, batch[:2])  # warm-up (first-call allocations)
-    base = time_executor(serial, batch)
-    print(f"serial ({device}, torch threads {__import__('torch').get_num_threads()}): {len(batch)} trainings in "
-          f"{base:.1f} s = {base / len(batch) * 1000:.0f} ms per training")
-    one = None
-    if device == "cpu":  # the fairest serial reference on a shared machine: one thread, no contention
-        import torch
-
-        default = torch.get_num_threads()
-        torch.set_num_threads(1)
-        one = time_executor(serial, batch)
-        torch.set_num_threads(default)
-        print(f"serial ({device}, 1 thread): {one:.1f} s = {one / len(batch) * 1000:.0f} ms per training")
+    default = torch.get_num_threads()
+    pools = {}
     for n in counts:
         threads = default_threads(n) if device == "cpu" else None
-        job = TrainingJob(config.data, config.training, device, threads)
         start = time.perf_counter()
-        pool = LocalExecutor(job, n, [device])
-        time_executor(pool, batch[:n])  # every worker has built its trainer (start-up) and warmed up
-        startup = time.perf_counter() - start
-        elapsed = time_executor(pool, batch)
+        pools[n] = LocalExecutor(TrainingJob(config.data, config.training, device, threads), n, [device])
+        time_executor(pools[n], batch[:n])  # every worker has built its trainer (start-up) and warmed up
+        print(f"workers {n} ({device}, {threads or 'default'} thread(s) each): start-up {time.perf_counter() - start:.1f} s"
+              " (once per search)")
+    ratios: dict[str, list[float]] = {}
+    for r in range(rounds):
+        base = time_executor(serial, batch)
+        line = [f"round {r + 1}: serial ({default} threads) {base / len(batch) * 1000:.0f} ms/training"]
+        one = None
+        if device == "cpu":  # the other serial reference: one thread, no intra-op parallelism
+            torch.set_num_threads(1)
+            one = time_executor(serial, batch)
+            torch.set_num_threads(default)
+            line.append(f"serial (1 thread) {one / len(batch) * 1000:.0f}")
+        for n, pool in pools.items():
+            elapsed = time_executor(pool, batch)
+            ratios.setdefault(f"workers {n} vs serial", []).append(base / elapsed)
+            if one:
+                ratios.setdefault(f"workers {n} vs serial with 1 thread", []).append(one / elapsed)
+            line.append(f"workers {n} {elapsed / len(batch) * 1000:.0f}")
+        print(", ".join(line))
+    for pool in pools.values():
         pool.close()
-        vs_one = f", {one / elapsed:.2f}x serial with 1 thread" if one else ""
-        print(f"workers {n} ({device}, {threads or 'default'} thread(s) each): {elapsed:.1f} s "
-              f"-> {base / elapsed:.2f}x serial{vs_one} (start-up {startup:.1f} s, once per search)")
+    for name, values in ratios.items():
+        print(f"{name}: median {statistics.median(values):.2f}x (rounds: {', '.join(f'{v:.2f}' for v in values)})")
 
 
 def masters_search(config: SearchConfig, masters: int, workers: int, budget: int) -> None:
@@ -115,7 +132,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=1, help="how many times the 8 narrow genomes are trained")
+    parser.add_argument("--repeat", type=int, default=2, help="how many times the 8 narrow genomes are trained")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved measurements (median reported)")
     parser.add_argument("--workers", default=None, help="worker counts to compare, e.g. 2 or 2,4,8 "
                         "(default: 2 on CPU, 2,4,8 on a GPU)")
     parser.add_argument("--masters", type=int, default=0, help="also compare a K-master search with K = 1")
@@ -125,7 +143,7 @@ def main() -> None:
     counts = [int(v) for v in (args.workers or ("2" if args.device == "cpu" else "2,4,8")).split(",")]
     config = SearchConfig.from_options(max_epochs=args.epochs, device=args.device, filters=[16, 32, 64])
     print(f"cores {os.cpu_count()}, device {args.device}, digits, fast preset, {args.epochs} epochs per training")
-    serial_vs_workers(config, tasks(NARROW, args.repeat), counts, args.device)
+    serial_vs_workers(config, tasks(NARROW, args.repeat), counts, args.device, args.rounds)
     if args.masters:
         masters_search(config.with_options(max_epochs=2), args.masters, max(counts), args.budget)
     if args.ray_overhead:

@@ -49,7 +49,7 @@ def search_options(func: Callable) -> Callable:
         _option("ratio", type=float, help="[neuralfinder] ratio threshold r of the comparison."),
         _option("master_selection", "--master-selection", "--master", type=click.Choice(["uniform", "proportional"]),
                 help="[neuralfinder] how the master cell is picked."),
-        _option("filters", help="Filter set, comma-separated."),
+        _option("filters", help="Filter set, comma-separated (at least two distinct counts)."),
         _option("population", type=int, help="[regularized] population size."),
         _option("tournament", type=int, help="[regularized] tournament size."),
         _option("random_max_layers", type=int, help="[random] longest random genome."),

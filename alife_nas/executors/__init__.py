@@ -33,13 +33,11 @@ def check_available(config: SearchConfig) -> None:
         _import_ray()
 
 
-def make_executor(config: SearchConfig, serial_scorer: Callable[[], Callable[..., dict]],
-                  score: Callable | None = None) -> Any:
+def make_executor(config: SearchConfig, score: Callable | None = None, data: Any = None) -> Any:
     """The executor a search's ``execution`` options ask for.
 
-    ``serial_scorer`` builds the in-process scorer (only called for serial execution, so the
-    coordinator does not build a trainer it will not use); ``score`` replaces the trainer in
-    workers too (it must be importable by name there).
+    ``score`` replaces the trainer, in workers too (it must be importable by name there);
+    ``data``, the splits the coordinator already loaded, serves the serial executor's trainer.
     """
     ex = config.execution
     threads = ex.threads
@@ -53,8 +51,4 @@ def make_executor(config: SearchConfig, serial_scorer: Callable[[], Callable[...
 
         job = TrainingJob(config.data, config.training, config.device, threads or default_threads(ex.workers), score)
         return LocalExecutor(job, ex.workers, ex.device_list(config.device))
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    return SerialExecutor(serial_scorer())
+    return SerialExecutor(job.scorer(data=data))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import traceback
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from alife_nas.config import DataConfig
 from alife_nas.genome import Genome, parse_genome
@@ -81,8 +81,11 @@ class TrainingJob:
     threads: int | None = None
     score: ScoreFn | None = None
 
-    def scorer(self, device: str | None = None) -> Callable[..., dict]:
-        """A function ``(genome, seed, on_epoch) -> result dict`` for this job on ``device``."""
+    def scorer(self, device: str | None = None, data: Any = None) -> Callable[..., dict]:
+        """A function ``(genome, seed, on_epoch) -> result dict`` for this job on ``device``.
+
+        ``data`` (the loaded splits) saves loading the data set again where it is at hand.
+        """
         if self.threads:
             import torch
 
@@ -93,7 +96,7 @@ class TrainingJob:
         from alife_nas.data import load_data
         from alife_nas.training import Trainer
 
-        trainer = Trainer(load_data(self.data), self.training, device or self.device)
+        trainer = Trainer(data if data is not None else load_data(self.data), self.training, device or self.device)
         return lambda genome, seed, on_epoch=None: trainer.train(genome, seed, on_epoch=on_epoch).to_dict()
 
 

@@ -331,3 +331,18 @@ def test_ctrl_c_stops_every_worker_and_says_how_to_resume(tmp_path):
     assert proc.returncode == 130 and f"continue with: alife-nas resume {run_dir}" in err and "Traceback" not in err
     for pid in workers:  # stopped (killed and reaped) before the coordinator exited
         assert not Path(f"/proc/{pid}").exists()
+
+
+def test_progress_shows_every_worker_in_flight(capsys):
+    from alife_nas.cli.run import Reporter
+    from alife_nas.executors import Progress, Task
+
+    reporter = Reporter("run", 5)
+    reporter.tty = True  # as on a terminal
+    reporter.on_progress(Progress(0, Task(0, "16-M", 1)))
+    reporter.on_progress(Progress(1, Task(1, "32-32", 2), epoch=3, max_epochs=12, val=0.912))
+    line = capsys.readouterr().err.split("\r")[-1]
+    assert "w0: 16-M" in line and "w1: 32-32 3/12 0.912" in line
+    reporter.on_progress(Progress(1, None))
+    reporter.on_progress(Progress(0, Task(0, "16-M", 1), epoch=1, max_epochs=12, val=0.5))
+    assert capsys.readouterr().err.split("\r")[-1].strip() == "training 16-M 1/12 0.500"

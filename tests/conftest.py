@@ -54,3 +54,11 @@ def dying_score(genome, seed):
                 marker.touch()
             os.kill(os.getpid(), signal.SIGKILL)
     return fake_score(genome, seed)
+
+
+def poisoning_score(genome, seed):
+    """fake_score, except that genomes of three or more layers fail like a CUDA error that leaves
+    the process's GPU context unusable (every later CUDA call there would fail too)."""
+    if len(genome) >= 3:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+    return fake_score(genome, seed)

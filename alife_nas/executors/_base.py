@@ -18,7 +18,7 @@ from alife_nas.genome import Genome, parse_genome
 from alife_nas.settings import TrainSettings
 
 __all__ = ["Task", "Progress", "ProgressFn", "Executor", "TrainingJob", "ScoreFn", "score_safely",
-           "death_result", "ExecutorError"]
+           "death_result", "poisoned", "ExecutorError"]
 
 #: Trains/scores one genome with a seed; returns a result dict with at least 'fitness'.
 ScoreFn = Callable[[Genome, int], dict]
@@ -116,6 +116,22 @@ def score_safely(scorer: Callable[..., dict], task: Task, on_epoch: Callable | N
     fitness = float(result.get("fitness", 0.0))
     result["fitness"] = fitness if math.isfinite(fitness) else 0.0
     return result
+
+
+#: Errors after which a process's CUDA context is unusable: every later training there would fail.
+_POISON = ("CUDA error", "CUBLAS_STATUS", "cuDNN error", "CUDNN_STATUS", "device-side assert")
+
+
+def poisoned(result: dict) -> str | None:
+    """The reason a failed training left its worker's GPU context unusable, or None.
+
+    Such a worker must die (and be replaced) instead of failing every training it gets next; an
+    out-of-memory error is not one of these: the trainer frees memory and goes on.
+    """
+    failure = result.get("failure") or ""
+    if result.get("failure_kind") == "error" and any(mark in failure for mark in _POISON):
+        return failure[:200]
+    return None
 
 
 def death_result(task: Task, reason: str) -> dict:

@@ -25,6 +25,7 @@ from alife_nas.executors._base import (
     Task,
     TrainingJob,
     death_result,
+    poisoned,
     score_safely,
 )
 
@@ -58,6 +59,10 @@ def _worker_main(conn: Connection, job: TrainingJob, device: str) -> None:
                 conn.send(("epoch", (task.index, epoch, max_epochs, val)))
 
             result = score_safely(scorer, task, on_epoch)
+            reason = poisoned(result)
+            if reason:  # this process's GPU is unusable now: die, so a fresh worker retries the task
+                conn.send(("dying", reason))
+                os._exit(70)
             result["device"] = device
             conn.send(("done", (task.index, result)))
     except (EOFError, OSError):  # the coordinator is gone: nothing to report to
@@ -76,6 +81,7 @@ class _Worker:
         self.process.start()
         child.close()
         self.task: Task | None = None
+        self.last_words: str | None = None  # why it is about to die, when it knows
 
     def stop(self, kill: bool = False) -> None:
         try:
@@ -127,7 +133,7 @@ class LocalExecutor:
                     elif worker.task is not None and not worker.process.is_alive():
                         task = worker.task
                         deaths[task.index] = deaths.get(task.index, 0) + 1
-                        reason = _exit_reason(worker.process.exitcode)
+                        reason = worker.last_words or _exit_reason(worker.process.exitcode)
                         self._replace(worker)
                         if deaths[task.index] >= MAX_DEATHS:
                             yield task, death_result(task, reason)
@@ -147,7 +153,9 @@ class LocalExecutor:
             if kind == "broken":
                 self.close()
                 raise ExecutorError(f"a worker process could not start: {payload}")
-            if kind == "epoch" and on_progress and worker.task is not None:
+            if kind == "dying":
+                worker.last_words = payload
+            elif kind == "epoch" and on_progress and worker.task is not None:
                 _index, epoch, max_epochs, val = payload
                 on_progress(Progress(worker.number, worker.task, epoch, max_epochs, val))
             elif kind == "done":

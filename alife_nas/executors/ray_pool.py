@@ -23,6 +23,7 @@ from alife_nas.executors._base import (
     Task,
     TrainingJob,
     death_result,
+    poisoned,
     score_safely,
 )
 
@@ -36,7 +37,10 @@ class _TrainerActor:
         self.scorer = job.scorer(device)
 
     def train(self, task: Task) -> dict:
-        return score_safely(self.scorer, task)
+        result = score_safely(self.scorer, task)
+        if poisoned(result):  # the GPU context is unusable: die, so Ray's error makes a fresh actor retry
+            os._exit(70)
+        return result
 
 
 def _import_ray() -> Any:

@@ -82,3 +82,17 @@ def test_a_k_master_search_is_a_function_of_the_seed_whichever_worker_finishes_f
     serial = history(tmp_path / "serial")
     assert serial == history(tmp_path / "workers")
     assert any(r[1].get("outcome") == "round" and r[1]["masters"] >= 2 for r in serial[1])
+
+
+def test_a_cuda_error_that_poisons_the_worker_replaces_it():
+    from tests.conftest import poisoning_score
+
+    job = TrainingJob(SearchConfig().data, SearchConfig().training, score=poisoning_score)
+    executor = LocalExecutor(job, workers=2)
+    try:
+        results = dict((task.index, result) for task, result in executor.run([Task(0, "16-M-32", 1), Task(1, "16", 2)]))
+        later = list(executor.run([Task(0, "32", 3), Task(1, "64", 4)]))  # fresh workers: no poisoned context
+    finally:
+        executor.close()
+    assert results[0]["failure_kind"] == "worker" and "illegal memory access" in results[0]["failure"]
+    assert results[1]["fitness"] > 0 and all(r["fitness"] > 0 for _, r in later)

@@ -14,13 +14,11 @@ writes exactly what a CLI user types. Pure data: no torch.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from alife_nas.settings import PRESETS, TrainSettings
+from alife_nas.settings import PRESETS, TrainSettings, stable_hash
 from alife_nas.strategies import STRATEGIES
 from alife_nas.validation import check_choice, check_int, check_number
 
@@ -140,6 +138,11 @@ class ExecutionConfig:
             check_number("gpus_per_trial", self.gpus_per_trial, 0.0, 64.0, low_open=True)
             if self.ray is None:
                 raise ConfigError("gpus_per_trial only applies with ray")
+
+    @property
+    def serial(self) -> bool:
+        """True when the trainings run in the search's own process (no workers, no Ray)."""
+        return self.workers == 1 and self.ray is None
 
     def device_list(self, default: str) -> list[str]:
         """The devices the workers are spread over, round-robin."""
@@ -318,7 +321,5 @@ class SearchConfig:
         return {"data": data, "training": self.training.to_dict()}
 
 
-def settings_hash(settings: dict[str, Any]) -> str:
-    """A short stable hash of a JSON-safe dict (the evaluation cache's settings key)."""
-    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+#: The evaluation cache's settings key: a short hash of :meth:`SearchConfig.cache_settings`.
+settings_hash = stable_hash

@@ -65,11 +65,11 @@ class CachedEvaluator:
         self.cache_hits = 0
 
     def __call__(self, step: int, requests: Sequence[EvalRequest]) -> list[float]:
+        keys = [cache_key(self.digest, request.genome) for request in requests]
         found: dict[int, Evaluation] = {}
         first: dict[str, int] = {}  # cache key -> index (in requests) of the one that trains it
         to_train: list[Task] = []
-        for i, request in enumerate(requests):
-            key = cache_key(self.digest, request.genome)
+        for i, (request, key) in enumerate(zip(requests, keys)):
             stored = self.store.lookup(key)
             if stored is not None:
                 found[i] = stored
@@ -79,7 +79,7 @@ class CachedEvaluator:
         for task, result in self.executor.run(to_train, self.on_progress):
             request = requests[task.index]
             device = result.pop("device", None) or self.device
-            found[task.index] = self.store.add_evaluation(cache_key(self.digest, request.genome), Evaluation.from_result(
+            found[task.index] = self.store.add_evaluation(keys[task.index], Evaluation.from_result(
                 result, step=step, index=request.index, operator=request.operator, parents=request.parents,
                 position=request.position, seed=task.seed, device=device,
             ))
@@ -92,7 +92,7 @@ class CachedEvaluator:
             if i in trained:
                 ev = found[i]  # counted when it arrived
             else:  # stored before this batch, or a repeat of a genome this batch trained
-                ev = found.get(i) or found[first[cache_key(self.digest, request.genome)]]
+                ev = found.get(i) or found[first[keys[i]]]
                 self._count_stored(step, request, ev)
             fitness.append(ev.fitness)
         return fitness

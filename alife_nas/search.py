@@ -34,7 +34,7 @@ from alife_nas.config import (
 )
 from alife_nas.evaluation import CachedEvaluator, ResultCallback, ScoreFn
 from alife_nas.executors import ProgressFn, check_available, make_executor
-from alife_nas.store import DB_NAME, RunStore, RunStoreError, StepRow
+from alife_nas.store import RunStore, StepRow, refuse_existing_run
 from alife_nas.strategies import STRATEGIES
 
 __all__ = ["Search", "Summary", "read_status"]
@@ -85,8 +85,7 @@ class Search:
         before the config, the device and the data set have been checked.
         """
         config = config or SearchConfig()
-        if (Path(run_dir) / DB_NAME).exists():
-            raise RunStoreError(f"{run_dir} already holds a run; continue it with 'alife-nas resume {run_dir}'")
+        refuse_existing_run(run_dir)  # before the data set is loaded for nothing
         config = dataclasses.replace(config, device=_resolve_device(config.device, real=score is None))
         check_available(config)
         if score is None and data is None:
@@ -106,9 +105,10 @@ class Search:
              **options: Any) -> "Search":
         """Continue the search in ``run_dir``.
 
-        ``options`` (flat names, None = keep) may change ``steps``, ``budget``, ``device`` and
-        ``data_dir``; any other option given must equal the run's, else ConfigError lists the
-        differences. Changes are stored and logged in the run's events.
+        ``options`` (flat names, None = keep) may change those in ``SAFE_TO_CHANGE`` (steps,
+        budget, device, data_dir and the execution options); any other option given must equal
+        the run's, else ConfigError lists the differences. Changes are stored and logged in the
+        run's events.
         """
         store = RunStore.open(run_dir)
         try:
@@ -121,7 +121,7 @@ class Search:
             wanted = changes.pop("device", None) or continuing_device(stored.device)
             config = stored.with_options(**changes)
             config = dataclasses.replace(config, device=_resolve_device(wanted, real=score is None))
-            if score is None and data is None and config.execution.workers == 1 and config.execution.ray is None:
+            if score is None and data is None and config.execution.serial:
                 data = _load(config, download)  # serial: this process trains (workers load their own)
             store.lock_for_writing()  # before anything is written
             if store.upgrade():

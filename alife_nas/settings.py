@@ -14,7 +14,7 @@ from typing import Any
 
 from alife_nas.shapes import INITS
 
-__all__ = ["TrainSettings", "PRESETS", "make_settings"]
+__all__ = ["TrainSettings", "PRESETS", "make_settings", "stable_hash"]
 
 _OPTIMIZERS = ("sgd", "adamw")
 _SCHEDULES = ("time_decay", "onecycle", "constant")
@@ -101,8 +101,13 @@ class TrainSettings:
 
     def fingerprint(self) -> str:
         """Short stable hash of every knob (for caches keyed on genome + settings)."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return stable_hash(self.to_dict())
+
+
+def stable_hash(data: dict[str, Any]) -> str:
+    """A short hash of a JSON-safe dict that does not depend on key order (cache keys)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _is_int(v: Any) -> bool:

@@ -26,7 +26,8 @@ from typing import Any, Mapping
 
 from alife_nas.config import ConfigError, SearchConfig
 
-__all__ = ["RunStore", "RunStoreError", "Evaluation", "StepRow", "DB_NAME", "SCHEMA_VERSION", "TOOL_NAME"]
+__all__ = ["RunStore", "RunStoreError", "Evaluation", "StepRow", "DB_NAME", "SCHEMA_VERSION", "TOOL_NAME",
+           "refuse_existing_run"]
 
 DB_NAME = "run.sqlite"
 LOCK_NAME = "run.lock"
@@ -154,6 +155,12 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def refuse_existing_run(run_dir: str | os.PathLike) -> None:
+    """RunStoreError if ``run_dir`` already holds a run (a new run never overwrites one)."""
+    if (Path(run_dir) / DB_NAME).exists():
+        raise RunStoreError(f"{run_dir} already holds a run; continue it with 'alife-nas resume {run_dir}'")
+
+
 def _sidecars(db: Path) -> list[Path]:
     return [db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
 
@@ -178,8 +185,7 @@ class RunStore:
         """
         run_dir = Path(run_dir)
         db = run_dir / DB_NAME
-        if db.exists():
-            raise RunStoreError(f"{run_dir} already holds a run; continue it with 'alife-nas resume {run_dir}'")
+        refuse_existing_run(run_dir)
         if run_dir.exists() and not run_dir.is_dir():
             raise RunStoreError(f"{run_dir} exists and is not a directory")
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ try:  # Python 3.11+; tomli is the same parser, installed on 3.10
 except ModuleNotFoundError:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib  # type: ignore[no-redef]
 
-from alife_nas.config import ConfigError, SearchConfig, check_device
+from alife_nas.config import ConfigError, SearchConfig
 from alife_nas.executors import ExecutorError
 from alife_nas.settings import PRESETS
 from alife_nas.store import RunStore, RunStoreError
@@ -159,8 +159,12 @@ def device_option(func: Callable) -> Callable:
 
 
 def given(options: dict[str, Any]) -> dict[str, Any]:
-    """The options the user gave (on the command line or in --config): None means not given."""
-    return {k: v for k, v in options.items() if v is not None}
+    """The options the user gave (on the command line or in --config; None = not given), with
+    ``filters`` read into numbers: ready for :meth:`SearchConfig.from_options` or ``Search.open``."""
+    options = {k: v for k, v in options.items() if v is not None}
+    if "filters" in options:
+        options["filters"] = parse_filters(options["filters"])
+    return options
 
 
 def parse_filters(text: str) -> list[int]:
@@ -174,14 +178,8 @@ def parse_filters(text: str) -> list[int]:
 def build_config(options: dict[str, Any], base: SearchConfig | None = None) -> SearchConfig:
     """A SearchConfig from the given options (the library's defaults for the rest)."""
     options = given(options)
-    if "filters" in options:
-        options["filters"] = parse_filters(options["filters"])
-    try:
-        if "device" in options:
-            check_device(options["device"])
+    with user_errors():  # SearchConfig checks every value, the device's form included
         return base.with_options(**options) if base is not None else SearchConfig.from_options(**options)
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
 
 
 def open_run(run_dir: str) -> RunStore:

@@ -21,7 +21,6 @@ from alife_nas.cli._common import (
     device_option,
     given,
     open_run,
-    parse_filters,
     training_options,
     user_errors,
     with_options,
@@ -164,8 +163,6 @@ def evolve(out: str, download: bool, **options: Any) -> None:
 def resume(run_dir: str, download: bool, **options: Any) -> None:
     """Continue a run after a stop or a crash; options that would change results are refused."""
     options = given(options)
-    if "filters" in options:
-        options["filters"] = parse_filters(options["filters"])
     with user_errors():
         search = Search.open(run_dir, download=download, **options)
     if search.finished():

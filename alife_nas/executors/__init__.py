@@ -6,6 +6,7 @@ from a search's execution options.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 from alife_nas.config import SearchConfig
@@ -40,15 +41,14 @@ def make_executor(config: SearchConfig, score: Callable | None = None, data: Any
     ``data``, the splits the coordinator already loaded, serves the serial executor's trainer.
     """
     ex = config.execution
-    threads = ex.threads
-    job = TrainingJob(config.data, config.training, config.device, threads, score)
+    job = TrainingJob(config.data, config.training, config.device, ex.threads, score)
+    if ex.serial:
+        return SerialExecutor(job.scorer(data=data))
     if ex.ray is not None:
         from alife_nas.executors.ray_pool import RayExecutor
 
         return RayExecutor(job, ex.ray, ex.workers, ex.gpus_per_trial)
-    if ex.workers > 1:
-        from alife_nas.executors.local import LocalExecutor, default_threads
+    from alife_nas.executors.local import LocalExecutor, default_threads
 
-        job = TrainingJob(config.data, config.training, config.device, threads or default_threads(ex.workers), score)
-        return LocalExecutor(job, ex.workers, ex.device_list(config.device))
-    return SerialExecutor(job.scorer(data=data))
+    job = dataclasses.replace(job, threads=ex.threads or default_threads(ex.workers))
+    return LocalExecutor(job, ex.workers, ex.device_list(config.device))

@@ -18,7 +18,7 @@ from alife_nas.genome import Genome, parse_genome
 from alife_nas.settings import TrainSettings
 
 __all__ = ["Task", "Progress", "ProgressFn", "Executor", "TrainingJob", "ScoreFn", "score_safely",
-           "death_result", "poisoned", "ExecutorError"]
+           "death_result", "poisoned", "Deaths", "ExecutorError"]
 
 #: Trains/scores one genome with a seed; returns a result dict with at least 'fitness'.
 ScoreFn = Callable[[Genome, int], dict]
@@ -142,3 +142,15 @@ def death_result(task: Task, reason: str) -> dict:
 
 #: How many times a task may lose its worker before it is recorded as failed.
 MAX_DEATHS = 2
+
+
+class Deaths:
+    """Counts each task's lost workers: the retry policy every backend shares."""
+
+    def __init__(self) -> None:
+        self._count: dict[int, int] = {}
+
+    def retry(self, task: Task) -> bool:
+        """Note that ``task`` lost its worker; True if it gets another try, False if it has failed."""
+        self._count[task.index] = self._count.get(task.index, 0) + 1
+        return self._count[task.index] < MAX_DEATHS

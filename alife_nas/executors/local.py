@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Iterator, Sequence
 
 from alife_nas.executors._base import (
-    MAX_DEATHS,
+    Deaths,
     ExecutorError,
     Progress,
     ProgressFn,
@@ -114,7 +114,7 @@ class LocalExecutor:
 
     def run(self, tasks: Sequence[Task], on_progress: ProgressFn | None = None) -> Iterator[tuple[Task, dict]]:
         pending = deque(tasks)
-        deaths: dict[int, int] = {}
+        deaths = Deaths()
         by_index = {task.index: task for task in tasks}
         while pending or any(w.task is not None for w in self._workers):
             for worker in self._workers:
@@ -132,13 +132,12 @@ class LocalExecutor:
                         yield done
                     elif worker.task is not None and not worker.process.is_alive():
                         task = worker.task
-                        deaths[task.index] = deaths.get(task.index, 0) + 1
                         reason = worker.last_words or _exit_reason(worker.process.exitcode)
                         self._replace(worker)
-                        if deaths[task.index] >= MAX_DEATHS:
-                            yield task, death_result(task, reason)
-                        else:
+                        if deaths.retry(task):
                             pending.appendleft(task)
+                        else:
+                            yield task, death_result(task, reason)
         if on_progress:
             for worker in self._workers:
                 on_progress(Progress(worker.number, None))

@@ -16,7 +16,7 @@ import sys
 from typing import Any, Iterator, Sequence
 
 from alife_nas.executors._base import (
-    MAX_DEATHS,
+    Deaths,
     ExecutorError,
     Progress,
     ProgressFn,
@@ -91,7 +91,7 @@ class RayExecutor:
     def run(self, tasks: Sequence[Task], on_progress: ProgressFn | None = None) -> Iterator[tuple[Task, dict]]:
         ray = self.ray
         pending = list(reversed(tasks))  # pop() from the end = first task first
-        deaths: dict[int, int] = {}
+        deaths = Deaths()
         idle = list(range(len(self._actors)))
         in_flight: dict[Any, tuple[int, Task]] = {}  # object ref -> (actor number, task)
         while pending or in_flight:
@@ -105,9 +105,8 @@ class RayExecutor:
             try:
                 result = ray.get(done[0])
             except ray.exceptions.RayActorError as exc:
-                deaths[task.index] = deaths.get(task.index, 0) + 1
                 self._actors[number] = self._new_actor()
-                if deaths[task.index] < MAX_DEATHS:
+                if deaths.retry(task):
                     pending.append(task)
                     idle.append(number)
                     continue

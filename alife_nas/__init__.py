@@ -8,7 +8,13 @@ The names here are the public library (docs/api.md). Importing them loads no tor
 logic (genomes, operators, lattice, rules, strategies, config, store) is Python + numpy; torch is
 loaded only when data is loaded or a network is trained, matplotlib only to draw.
 """
-from alife_nas.config import ConfigError, DataConfig, SearchConfig, StopConfig
+from alife_nas.config import (
+    ConfigError,
+    DataConfig,
+    FitnessConfig,
+    SearchConfig,
+    StopConfig,
+)
 from alife_nas.evolution import EvolutionConfig
 from alife_nas.export import top_architectures
 from alife_nas.genome import (
@@ -26,7 +32,13 @@ from alife_nas.search import Search, Summary, read_status
 from alife_nas.settings import PRESETS, TrainSettings
 from alife_nas.shapes import ModelInfo, describe_genome
 from alife_nas.store import Evaluation, RunStore, RunStoreError, StepRow
-from alife_nas.strategies import STRATEGIES, RandomOptions, RegularizedOptions
+from alife_nas.strategies import (
+    STRATEGIES,
+    ControllerOptions,
+    GeneticOptions,
+    RandomOptions,
+    RegularizedOptions,
+)
 
 __version__ = "0.2.0"
 
@@ -43,6 +55,9 @@ __all__ = [
     "EvolutionConfig",
     "RandomOptions",
     "RegularizedOptions",
+    "GeneticOptions",
+    "ControllerOptions",
+    "FitnessConfig",
     "STRATEGIES",
     "ConfigError",
     # a stored run

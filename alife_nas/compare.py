@@ -1,17 +1,40 @@
 """Comparing runs fairly: best fitness found against the number of trainings used.
 
 Trainings (not steps) are the x-axis because they are what a search pays for; cache hits are
-free. Runs of the same strategy (different seeds) are aggregated into a median with a min–max
-band. matplotlib is imported only inside :func:`plot_comparison`.
+free. Every run is cut at one common budget (by default the smallest number of trainings among
+the runs), and runs whose data set or result-changing training settings differ are found by
+:func:`setting_differences`, because their fitness values do not measure the same thing. Runs of
+the same strategy (different seeds) are aggregated into a median with a min–max band.
+matplotlib is imported only inside :func:`plot_comparison`.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["RunCurve", "best_so_far", "load_curve", "aggregate", "comparison_table", "plot_comparison"]
+from alife_nas.config import SearchConfig
+from alife_nas.settings import TrainSettings
+
+__all__ = [
+    "RunCurve",
+    "best_so_far",
+    "best_mean_so_far",
+    "strategy_label",
+    "load_curve",
+    "common_budget",
+    "setting_differences",
+    "aggregate",
+    "comparison_table",
+    "plot_comparison",
+]
+
+#: The data options a fitness value depends on (``data_dir`` only says where the files are).
+_DATA_OPTIONS = ("dataset", "val_size", "split_seed", "image_size")
+#: What the data set itself recorded in a run (``dataset_info``), with the words a message uses.
+_DATASET_INFO = {"input_shape": "input shape", "num_classes": "number of classes", "classes": "class names"}
 
 
 @dataclass
@@ -25,6 +48,9 @@ class RunCurve:
     best_genome: str | None
     best_fitness: float
     test_accuracy: float | None = None
+    config: SearchConfig | None = None  # what the run searched with (None: not known)
+    dataset_info: dict | None = None  # input_shape, num_classes, classes, as the run recorded them
+    settings_hash: str | None = None  # the run's evaluation-cache key of data and training settings
 
 
 def best_so_far(fitness: Sequence[float]) -> list[float]:
@@ -33,29 +59,121 @@ def best_so_far(fitness: Sequence[float]) -> list[float]:
 
 
 def load_curve(store: Any, name: str) -> RunCurve:
-    """A run's curve from its store (evaluations in training order)."""
-    evals = store.evaluations()
+    """A run's curve from its store: after each training (further samples of a genome included,
+    since a budget counts them), the best mean fitness of any genome so far."""
     config = store.config
     best = store.best_evaluation()
-    return RunCurve(name=name, strategy=config.strategy, seed=config.seed,
-                    best=best_so_far([e.fitness for e in evals]),
+    return RunCurve(name=name, strategy=strategy_label(config), seed=config.seed,
+                    best=best_mean_so_far(store.trainings_in_order()),
                     best_genome=None if best is None else best.genome,
-                    best_fitness=0.0 if best is None else best.fitness)
+                    best_fitness=0.0 if best is None else best.fitness,
+                    config=config, dataset_info=store.dataset_info, settings_hash=store.settings_hash)
+
+
+def strategy_label(config: Any) -> str:
+    """The name a run is grouped under: its strategy, with the options that make it a variant of
+    it (``neuralfinder-re2``: re-evaluated twice; ``-error``: compared by error rate)."""
+    label = config.strategy
+    reevaluate = getattr(getattr(config, "fitness", None), "reevaluate", 1)
+    if reevaluate > 1:
+        label += f"-re{reevaluate}"
+    if getattr(config.method, "better_by", "accuracy") == "error":
+        label += "-error"
+    return label
+
+
+def best_mean_so_far(trainings: Sequence[tuple[str, float]]) -> list[float]:
+    """After each (genome, fitness) training, the highest mean fitness of any genome so far.
+
+    With one training per genome this is the running maximum. With several (``--reevaluate``,
+    the GA's re-trainings) it is what the search believes: it falls when new trainings show the
+    leader was lucky.
+    """
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    best_key, best, out = None, 0.0, []
+    for key, fitness in trainings:
+        sums[key] = sums.get(key, 0.0) + fitness
+        counts[key] = counts.get(key, 0) + 1
+        mean = sums[key] / counts[key]
+        if best_key is None or mean > best:
+            best_key, best = key, mean
+        elif key == best_key:  # the leader's mean fell: the best is now the highest of all means
+            best_key = max(sums, key=lambda k: sums[k] / counts[k])
+            best = sums[best_key] / counts[best_key]
+        out.append(best)
+    return out
+
+
+def common_budget(curves: Sequence[RunCurve], budget: int | None = None) -> int:
+    """The number of trainings every run is cut at: ``budget``, else the smallest run's.
+
+    A ``budget`` some run has not reached is refused (ValueError naming the run): its curve
+    would stop short, and a run cut short is not compared at an equal budget.
+    """
+    if not curves:
+        raise ValueError("no runs to compare")
+    shortest = min(curves, key=lambda c: len(c.best))
+    if budget is None:
+        return len(shortest.best)
+    if budget < 1:
+        raise ValueError(f"budget must be at least 1, got {budget}")
+    if budget > len(shortest.best):
+        raise ValueError(f"budget {budget} is more than run {shortest.name} used ({len(shortest.best)} trainings); "
+                         f"give at most {len(shortest.best)}")
+    return budget
+
+
+def setting_differences(curves: Sequence[RunCurve]) -> list[tuple[int, list[str]]]:
+    """``(index, differences)`` for every run whose data set or training settings differ from the
+    first run's: ``'name: first -> this'``, data options first, then the data set's recorded
+    shape and classes, then training settings.
+
+    A difference in the stored settings hash that no option explains (runs written by different
+    versions) is reported too. Runs whose config or dataset info is unknown are compared on what
+    is known.
+    """
+    if not curves:
+        return []
+    found = [(index, _differences(curves[0], curve)) for index, curve in enumerate(curves) if index]
+    return [(index, differences) for index, differences in found if differences]
+
+
+def _differences(ours: RunCurve, theirs: RunCurve) -> list[str]:
+    """What differs between two runs' data and training settings (see :func:`setting_differences`)."""
+    found: list[str] = []
+    if ours.config is not None and theirs.config is not None:
+        mine, other = ours.config.options(), theirs.config.options()
+        training = tuple(f.name for f in dataclasses.fields(TrainSettings))
+        for keys in (_DATA_OPTIONS, training):
+            # differences() reads the values as a config stores them, and names each option that differs
+            found += ours.config.differences({key: other[key] for key in keys})
+            # ... but takes None for "not given": an option set in the first run and unset here
+            found += [f"{key}: {mine[key]!r} -> None" for key in keys if other[key] is None and mine[key] is not None]
+            if keys is _DATA_OPTIONS and ours.dataset_info and theirs.dataset_info:
+                for key, words in _DATASET_INFO.items():
+                    a, b = ours.dataset_info.get(key), theirs.dataset_info.get(key)
+                    if a is not None and b is not None and a != b:  # older runs may not record classes
+                        found.append(f"{words}: {a!r} -> {b!r}")
+    if not found and ours.settings_hash and theirs.settings_hash and ours.settings_hash != theirs.settings_hash:
+        found.append(f"settings hash: {ours.settings_hash!r} -> {theirs.settings_hash!r} "
+                     f"(the options read the same: runs of different alife_nas versions?)")
+    return found
 
 
 def aggregate(curves: Sequence[RunCurve], budget: int | None = None) -> dict[str, dict]:
-    """Per strategy: median, min and max best-so-far at every training count up to ``budget``.
+    """Per strategy: median, min and max best-so-far at every training count up to the budget.
 
-    ``budget`` defaults to the shortest run of the strategy, so every point has every seed.
+    ``budget`` defaults to :func:`common_budget` (the smallest run's trainings), so every
+    strategy is cut at the same budget and every point has every seed.
     """
+    budget = common_budget(curves, budget) if curves else 0
     groups: dict[str, list[RunCurve]] = {}
     for curve in curves:
         groups.setdefault(curve.strategy, []).append(curve)
     out = {}
     for strategy, members in groups.items():
-        n = min(len(c.best) for c in members)
-        if budget is not None:
-            n = min(n, budget)
+        n = min([budget] + [len(c.best) for c in members])
         matrix = np.array([c.best[:n] for c in members]) if n else np.zeros((len(members), 0))
         finals = matrix[:, -1] if n else np.zeros(len(members))
         tests = [c.test_accuracy for c in members if c.test_accuracy is not None]
@@ -75,7 +193,8 @@ def aggregate(curves: Sequence[RunCurve], budget: int | None = None) -> dict[str
 
 
 def comparison_table(curves: Sequence[RunCurve], budget: int | None = None) -> str:
-    """A plain-text table: one line per run, then one per strategy (median and spread)."""
+    """A plain-text table: one line per run, then one per strategy (median and spread), every run
+    cut at ``budget`` (default: :func:`common_budget`)."""
     agg = aggregate(curves, budget)
     lines = [f"{'run':<28} {'strategy':<13} {'seed':>4} {'trainings':>9} {'best@budget':>11} {'best':>7} {'test':>7}  best genome"]
     for c in curves:
@@ -96,12 +215,14 @@ def comparison_table(curves: Sequence[RunCurve], budget: int | None = None) -> s
 def plot_comparison(curves: Sequence[RunCurve], ax: Any = None, budget: int | None = None, zoom: bool = False) -> Any:
     """Best fitness against trainings: a thin line per run, median and min–max band per strategy.
 
-    Without ``ax`` the figure has two panels: the whole run, and ``zoom`` — the same curves after
-    the first tenth of the budget with the y-axis fitted to them, because methods on one data set
-    usually end within a point or two of each other and the early climb flattens them otherwise.
+    Every run is cut at ``budget`` (default: :func:`common_budget`). Without ``ax`` the figure has
+    two panels: the whole run, and ``zoom`` — the same curves after the first tenth of the budget
+    with the y-axis fitted to them, because methods on one data set usually end within a point or
+    two of each other and the early climb flattens them otherwise.
     """
     from matplotlib.figure import Figure
 
+    budget = common_budget(curves, budget)
     if ax is None:
         fig = Figure(figsize=(12, 4.5), layout="constrained")
         whole, zoomed = fig.subplots(1, 2)
@@ -118,13 +239,13 @@ def plot_comparison(curves: Sequence[RunCurve], ax: Any = None, budget: int | No
             ax.fill_between(x, a["low"], a["high"], color=colour, alpha=0.18, linewidth=0)
             ax.plot(x, a["median"], color=colour, linewidth=2, label=f"{strategy} (median of {len(a['runs'])})")
     for c in curves:
-        best = c.best[:budget] if budget else c.best  # the step that crossed the budget may overshoot it
+        best = c.best[:budget]  # the step that crossed the budget may overshoot it
         ax.plot(np.arange(1, len(best) + 1), best, color=colours[c.strategy], linewidth=0.7, alpha=0.5)
     ax.set_xlabel("trainings used")
     ax.set_ylabel("best validation accuracy so far")
     ax.set_title("Best fitness found against trainings")
     if zoom:
-        _zoom_on_the_late_part(ax, [c.best[:budget] if budget else c.best for c in curves], agg)
+        _zoom_on_the_late_part(ax, [c.best[:budget] for c in curves], agg)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     return ax.figure

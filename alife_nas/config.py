@@ -1,9 +1,10 @@
 """One configuration for a search: typed sections with ONE set of defaults.
 
-A :class:`SearchConfig` has the strategy, the run seed and the device at the top, and five
+A :class:`SearchConfig` has the strategy, the run seed and the device at the top, and six
 sections: ``stop`` (steps, budget), ``data`` (which images, which validation split),
 ``training`` (every knob of the trainer, :class:`~alife_nas.settings.TrainSettings`),
-``method`` (the strategy's own options, validated by the strategy's ``Options`` class) and
+``method`` (the strategy's own options, validated by the strategy's ``Options`` class),
+``fitness`` (how a genome's fitness is measured against training noise, for every strategy) and
 ``execution`` (where and how many trainings run at once; never changes a result).
 
 Every leaf has one name, and it is the same everywhere: the command-line option (``-`` for
@@ -18,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from alife_nas.genome import shorten, shown
 from alife_nas.settings import PRESETS, TrainSettings, stable_hash
 from alife_nas.strategies import STRATEGIES
 from alife_nas.validation import check_choice, check_int, check_number
@@ -26,6 +28,7 @@ __all__ = [
     "ConfigError",
     "StopConfig",
     "DataConfig",
+    "FitnessConfig",
     "SearchConfig",
     "ExecutionConfig",
     "SAFE_TO_CHANGE",
@@ -37,7 +40,8 @@ __all__ = [
 #: Options a resumed search may change without changing any result.
 SAFE_TO_CHANGE = ("steps", "budget", "device", "data_dir", "workers", "devices", "threads", "ray", "gpus_per_trial")
 
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+#: A device name; the index has at most 4 ASCII digits (no machine has more GPUs), matched whole.
+_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]{1,4})?")
 
 
 class ConfigError(ValueError):
@@ -52,8 +56,8 @@ def continuing_device(stored: str) -> str:
 
 def check_device(value: Any) -> str:
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (whether it exists is checked when training starts)."""
-    if not isinstance(value, str) or not _DEVICE.match(value):
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {value!r}")
+    if not isinstance(value, str) or not _DEVICE.fullmatch(value):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {shown(value)}")
     return value
 
 
@@ -92,13 +96,31 @@ class DataConfig:
         for name in ("dataset", "data_dir"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
-                raise ConfigError(f"{name} must be a non-empty text, got {value!r}")
+                raise ConfigError(f"{name} must be a non-empty text, got {shown(value)}")
+            if "\0" in value:  # no file name may hold one; refused here, not as a traceback when opened
+                raise ConfigError(f"{name} must not contain a NUL character, got {shown(value)}")
         val = check_number("val_size", self.val_size, 0.0, low_open=True)
         if val >= 1:
             val = check_int("val_size", val, 1)  # a count of images must be whole
         object.__setattr__(self, "val_size", val)
         object.__setattr__(self, "split_seed", check_int("split_seed", self.split_seed, 0, 2**32 - 1))
         object.__setattr__(self, "image_size", check_int("image_size", self.image_size, 1, 4096, optional=True))
+
+
+@dataclass(frozen=True)
+class FitnessConfig:
+    """How far a strategy trusts one training, for every strategy (docs/method.md, "Re-evaluation").
+
+    ``reevaluate`` K: a genome whose training so far would make it the best found or let it into
+    the lattice or population is trained until it has K trainings (fresh seeds), and the strategy
+    gets their mean. 1 (the default, the seed's protocol) trusts one training. It changes results,
+    so a run keeps it, but not what a single training gives: the evaluation cache's key ignores it.
+    """
+
+    reevaluate: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reevaluate", check_int("reevaluate", self.reevaluate, 1, 1000))
 
 
 @dataclass(frozen=True)
@@ -126,14 +148,14 @@ class ExecutionConfig:
         object.__setattr__(self, "threads", check_int("threads", self.threads, 1, 1024, optional=True))
         if self.devices is not None:
             if not isinstance(self.devices, str) or not self.devices.strip():
-                raise ConfigError(f"devices must be a comma-separated list of devices, got {self.devices!r}")
+                raise ConfigError(f"devices must be a comma-separated list of devices, got {shown(self.devices)}")
             names = [d.strip() for d in self.devices.split(",") if d.strip()]
             for name in names:
-                if name == "auto" or not _DEVICE.match(name):
-                    raise ConfigError(f"devices must name cpu, cuda or cuda:N devices, got {name!r}")
+                if name == "auto" or not _DEVICE.fullmatch(name):
+                    raise ConfigError(f"devices must name cpu, cuda or cuda:N devices, got {shown(name)}")
             object.__setattr__(self, "devices", ",".join(names))
         if self.ray is not None and (not isinstance(self.ray, str) or not self.ray.strip()):
-            raise ConfigError(f"ray must be local, auto or a cluster address, got {self.ray!r}")
+            raise ConfigError(f"ray must be local, auto or a cluster address, got {shown(self.ray)}")
         if self.gpus_per_trial is not None:
             check_number("gpus_per_trial", self.gpus_per_trial, 0.0, 64.0, low_open=True)
             if self.ray is None:
@@ -155,8 +177,9 @@ def _names(cls: type) -> tuple[str, ...]:
 
 _TOP = ("strategy", "seed", "device")
 _SECTIONS: dict[str, type] = {"stop": StopConfig, "data": DataConfig, "training": TrainSettings,
-                               "execution": ExecutionConfig}
-#: option name -> section ("top", "stop", "data" or "training"); strategy options are looked up per strategy.
+                               "fitness": FitnessConfig, "execution": ExecutionConfig}
+#: option name -> section ("top", "stop", "data", "training", "fitness" or "execution"); strategy
+#: options are looked up per strategy.
 _SECTION_OF = {name: "top" for name in _TOP} | {n: s for s, cls in _SECTIONS.items() for n in _names(cls)}
 
 
@@ -164,7 +187,7 @@ def _strategy_class(name: Any) -> type:
     try:
         return STRATEGIES[name]
     except (KeyError, TypeError):
-        raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}") from None
+        raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {shown(name)}") from None
 
 
 def _fail(exc: Exception) -> ConfigError:
@@ -188,6 +211,7 @@ class SearchConfig:
     training: TrainSettings = field(default_factory=lambda: PRESETS["fast"])
     method: Any = None
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    fitness: FitnessConfig = field(default_factory=FitnessConfig)
 
     def __post_init__(self) -> None:
         options_class = _strategy_class(self.strategy).Options
@@ -223,14 +247,15 @@ class SearchConfig:
         options_class = _strategy_class(strategy).Options
         own = _names(options_class)
         groups: dict[str, dict[str, Any]] = {"top": {}, "stop": {}, "data": {}, "training": {}, "method": {},
-                                             "execution": {}}
+                                             "fitness": {}, "execution": {}}
         for key, value in options.items():
             section = _SECTION_OF.get(key) or ("method" if key in own else None)
             if section is None:
                 owners = [n for n, c in STRATEGIES.items() if key in _names(c.Options)]
                 if owners:
-                    raise ConfigError(f"{key} is an option of the {' and '.join(owners)} strategy, not of {strategy}")
-                raise ConfigError(f"unknown option {key!r}")
+                    kind = "strategy" if len(owners) == 1 else "strategies"
+                    raise ConfigError(f"{key} is an option of the {' and '.join(owners)} {kind}, not of {strategy}")
+                raise ConfigError(f"unknown option {shown(key)}")
             groups[section][key] = value
         try:
             training = self.training
@@ -246,14 +271,15 @@ class SearchConfig:
                 training=dataclasses.replace(training, **groups["training"]),
                 method=options_class(**{**kept, **groups["method"]}),
                 execution=dataclasses.replace(self.execution, **groups["execution"]),
+                fitness=dataclasses.replace(self.fitness, **groups["fitness"]),
             )
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:  # Overflow: an int too large for a float
             raise _fail(exc) from None
 
     def options(self) -> dict[str, Any]:
         """Every option by its flat name (JSON-safe)."""
         flat: dict[str, Any] = {"strategy": self.strategy, "seed": self.seed, "device": self.device}
-        for section in ("stop", "data", "training", "method", "execution"):
+        for section in ("stop", "data", "training", "method", "fitness", "execution"):
             flat.update(self.to_dict()[section])
         return flat
 
@@ -277,30 +303,31 @@ class SearchConfig:
             "strategy": self.strategy, "seed": self.seed, "device": self.device,
             "stop": dataclasses.asdict(self.stop), "data": dataclasses.asdict(self.data),
             "training": self.training.to_dict(), "method": method,
-            "execution": dataclasses.asdict(self.execution),
+            "fitness": dataclasses.asdict(self.fitness), "execution": dataclasses.asdict(self.execution),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SearchConfig":
-        """Inverse of :meth:`to_dict`; unknown keys are refused."""
+        """Inverse of :meth:`to_dict`; unknown keys are refused, a missing section reads as its defaults
+        (a run stored before the ``fitness`` section existed trusts one training, as it did)."""
         if not isinstance(data, dict):
             raise ConfigError(f"a search config must be a table of sections, got {type(data).__name__}")
         unknown = sorted(set(data) - set(_TOP) - set(_SECTIONS) - {"method"})
         if unknown:
-            raise ConfigError(f"unknown config key(s): {', '.join(map(str, unknown))}")
+            raise ConfigError(f"unknown config key(s): {shorten(', '.join(map(str, unknown)))}")
         try:
             options_class = _strategy_class(data.get("strategy", "neuralfinder")).Options
             sections = {}
             for name, section_class in {**_SECTIONS, "method": options_class}.items():
                 values = data.get(name, {})
                 if not isinstance(values, dict):
-                    raise ConfigError(f"config section {name} must be a table, got {values!r}")
+                    raise ConfigError(f"config section {name} must be a table, got {shown(values)}")
                 extra = sorted(set(values) - set(_names(section_class)))
                 if extra:
-                    raise ConfigError(f"unknown option(s) in section {name}: {', '.join(map(str, extra))}")
+                    raise ConfigError(f"unknown option(s) in section {name}: {shorten(', '.join(map(str, extra)))}")
                 sections[name] = section_class(**values)
             return cls(**{k: data[k] for k in _TOP if k in data}, **sections)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:  # Overflow: an int too large for a float
             raise _fail(exc) from None
 
     @classmethod
@@ -315,7 +342,11 @@ class SearchConfig:
 
     # --- what results depend on ------------------------------------------------------------------
     def cache_settings(self) -> dict[str, Any]:
-        """What one training's result depends on; the evaluation cache is keyed on its hash."""
+        """What one training's result depends on; the evaluation cache is keyed on its hash.
+
+        Not the ``fitness`` section: how many trainings a strategy asks for changes which are made,
+        never what one of them gives.
+        """
         data = self.to_dict()["data"]
         del data["data_dir"]
         return {"data": data, "training": self.training.to_dict()}

@@ -4,19 +4,30 @@ The engine asks an :class:`~alife_nas.evolution.Evaluator` for fitness values. T
 runs, :class:`CachedEvaluator`, looks each genome up in the run store first (keyed on the
 canonical genome plus a hash of the training settings), trains only what is new, and commits
 every finished training to the store before going on, so a kill loses at most the one in flight.
+
+A request may ask for a further *sample* of a genome (``EvalRequest.sample`` k >= 1): another
+training of it with a fresh seed, stored as sample k of the genome and answered from the store
+when it is there, like the cache answers sample 0.
+
+:class:`Reevaluating` (``--reevaluate K``) sits between a strategy and the cached evaluator: a
+genome that would become the best found, or enter what the strategy holds, is trained until it
+has K samples, and the strategy gets the mean of all its samples.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from typing import Callable, Sequence
 
 import numpy as np
 
-from alife_nas.evolution import EvalRequest
+from alife_nas.evolution import EvalRequest, mean_fitness
 from alife_nas.executors import Executor, ProgressFn, Task
 from alife_nas.genome import Genome
 from alife_nas.store import Evaluation, RunStore
 
-__all__ = ["ScoreFn", "ResultCallback", "candidate_seed", "cache_key", "CachedEvaluator"]
+__all__ = ["ScoreFn", "ResultCallback", "candidate_seed", "sample_seed", "cache_key", "CachedEvaluator",
+           "Reevaluating"]
 
 #: Trains/scores one genome with a seed; returns a result dict with at least 'genome' and
 #: 'fitness' (the trainer's ``TrainResult.to_dict()``), plus 'failure' etc. when it has them.
@@ -31,6 +42,24 @@ def candidate_seed(run_seed: int, step: int, index: int) -> int:
     return int(np.random.SeedSequence([int(run_seed), int(step), int(index)]).generate_state(1)[0])
 
 
+def sample_seed(run_seed: int, step: int, index: int, sample: int) -> int:
+    """The training seed of sample ``sample`` of candidate ``index`` of ``step``.
+
+    Sample 0 is :func:`candidate_seed`; a further sample k >= 1 gets
+    ``SeedSequence([run_seed, step, index, k])``, which never equals a sample-0 seed (a
+    SeedSequence pads its entropy with zeros, so ``[s, t, i]`` is ``[s, t, i, 0]``).
+    """
+    if _check_sample(sample) == 0:
+        return candidate_seed(run_seed, step, index)
+    return int(np.random.SeedSequence([int(run_seed), int(step), int(index), sample]).generate_state(1)[0])
+
+
+def _check_sample(sample: object) -> int:
+    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 0:
+        raise ValueError(f"a sample number is 0, 1, 2, ...; got {sample!r}")
+    return sample
+
+
 def cache_key(settings_digest: str, genome: Genome | str) -> str:
     return f"{settings_digest}:{genome}"
 
@@ -40,7 +69,9 @@ class CachedEvaluator:
 
     A batch's new genomes go to the executor at once (it may train them in parallel); each
     result is committed the moment it arrives, so a kill loses only the trainings in flight.
-    A genome that appears twice in a batch is trained once; the second is a cache hit.
+    A genome that appears twice in a batch is trained once; the second is a cache hit. A
+    request for sample k >= 1 of a genome is looked up and stored as that sample (seed
+    :func:`sample_seed`); every sample trained counts as a training.
 
     ``trainings`` and ``cache_hits`` count what happened since the last :meth:`reset_counts`. A
     stored result made for this very (step, index) is a training of this step being replayed
@@ -66,23 +97,29 @@ class CachedEvaluator:
 
     def __call__(self, step: int, requests: Sequence[EvalRequest]) -> list[float]:
         keys = [cache_key(self.digest, request.genome) for request in requests]
+        slots = [(key, request.sample) for key, request in zip(keys, requests)]
         found: dict[int, Evaluation] = {}
-        first: dict[str, int] = {}  # cache key -> index (in requests) of the one that trains it
+        first: dict[tuple[str, int], int] = {}  # (cache key, sample) -> index (in requests) of the one that trains it
         to_train: list[Task] = []
-        for i, (request, key) in enumerate(zip(requests, keys)):
-            stored = self.store.lookup(key)
+        for i, (request, slot) in enumerate(zip(requests, slots)):
+            stored = self._lookup(*slot)
             if stored is not None:
                 found[i] = stored
-            elif key not in first:
-                first[key] = i
-                to_train.append(Task(i, str(request.genome), candidate_seed(self.run_seed, step, request.index)))
+            elif slot not in first:
+                first[slot] = i
+                seed = sample_seed(self.run_seed, step, request.index, request.sample)
+                to_train.append(Task(i, str(request.genome), seed))
         for task, result in self.executor.run(to_train, self.on_progress):
             request = requests[task.index]
             device = result.pop("device", None) or self.device
-            found[task.index] = self.store.add_evaluation(keys[task.index], Evaluation.from_result(
+            ev = Evaluation.from_result(
                 result, step=step, index=request.index, operator=request.operator, parents=request.parents,
                 position=request.position, seed=task.seed, device=device,
-            ))
+            )
+            if request.sample == 0:
+                found[task.index] = self.store.add_evaluation(keys[task.index], ev)
+            else:
+                found[task.index] = self.store.add_sample(keys[task.index], request.sample, ev)
             self.trainings += 1
             if self.on_result:
                 self.on_result(request, found[task.index], False)
@@ -92,10 +129,14 @@ class CachedEvaluator:
             if i in trained:
                 ev = found[i]  # counted when it arrived
             else:  # stored before this batch, or a repeat of a genome this batch trained
-                ev = found.get(i) or found[first[keys[i]]]
+                ev = found.get(i) or found[first[slots[i]]]
                 self._count_stored(step, request, ev)
             fitness.append(ev.fitness)
         return fitness
+
+    def _lookup(self, key: str, sample: int) -> Evaluation | None:
+        """The stored training for this slot: the cache (sample 0) or a further sample."""
+        return self.store.lookup(key) if _check_sample(sample) == 0 else self.store.lookup_sample(key, sample)
 
     def _count_stored(self, step: int, request: EvalRequest, ev: Evaluation) -> None:
         """A request answered from the store: a replay of this very training, or a cache hit."""
@@ -106,3 +147,89 @@ class CachedEvaluator:
             self.cache_hits += 1
         if self.on_result:
             self.on_result(request, ev, not replayed)
+
+
+#: Would a genome with this fitness so far enter what the strategy holds? (request, fitness) -> bool
+EntryTest = Callable[[EvalRequest, float], bool]
+
+
+class Reevaluating:
+    """``--reevaluate K``: a genome is re-trained before a strategy relies on a lucky training.
+
+    Each batch is first scored as asked (through ``inner``, the cached evaluator). Then a genome
+    with fewer than K trainings is trained until it has K (samples n..K-1, fresh seeds, one batch)
+
+    - when its fitness so far (its first training's, for a new genome) would let it in:
+      ``would_enter(request, fitness)``, the strategy's hook, asked before the batch changes
+      anything; and
+    - when it would be the best genome found so far: repeatedly, the batch's best genome is
+      re-trained while it has fewer than K trainings and beats the best before it, so the best
+      found is always a mean of K trainings, not the luckiest of several single ones.
+
+    Every answer is the mean of all the genome's trainings so far (:func:`mean_fitness`), so a
+    genome looked up from the cache later gets that mean too. "So far" is what was stored before
+    the step began plus what this step asked for: never a training a killed attempt of the same
+    step made ahead of it, so a resumed step decides exactly as the first attempt did.
+    """
+
+    def __init__(self, inner: CachedEvaluator, reevaluate: int, would_enter: EntryTest) -> None:
+        self.inner = inner
+        self.reevaluate = reevaluate
+        self.would_enter = would_enter
+        self._step: int | None = None
+        self._known: dict[str, list[float]] = {}  # cache key -> fitness of its trainings so far, sample 0 first
+        self._best = -math.inf  # the best mean found so far (before the batch being decided)
+
+    def begin(self, step: int) -> None:
+        """Start ``step`` from what the store held before it (called by the first batch of a new step)."""
+        self._step = step
+        self._known = self.inner.store.sample_fitness(before_step=step)
+        self._best = max((mean_fitness(v) for v in self._known.values()), default=-math.inf)
+
+    def __call__(self, step: int, requests: Sequence[EvalRequest]) -> list[float]:
+        return [mean_fitness(values) for values in self.samples(step, requests)]
+
+    def samples(self, step: int, requests: Sequence[EvalRequest]) -> list[tuple[float, ...]]:
+        """Score the batch, re-train as above; per request, every training of its genome so far."""
+        if step != self._step:
+            self.begin(step)
+        if not requests:
+            return []
+        keys = [cache_key(self.inner.digest, r.genome) for r in requests]
+        scores = self.inner(step, requests)
+        for i in sorted(range(len(requests)), key=lambda i: requests[i].sample):  # copies of a genome in sample order
+            known = self._known.setdefault(keys[i], [])
+            if requests[i].sample > len(known):
+                raise ValueError(f"sample {requests[i].sample} of {requests[i].genome} asked for "
+                                 f"before sample {len(known)}")
+            if requests[i].sample == len(known):
+                known.append(float(scores[i]))
+        batch: dict[str, list[EvalRequest]] = {}  # each genome once, with its requests in batch order
+        for key, request in zip(keys, requests):
+            batch.setdefault(key, []).append(request)
+        entering = [key for key, asked in batch.items()
+                    if self._short(key) and any(self.would_enter(r, self._value(key)) for r in asked)]
+        self._complete(step, entering, batch)
+        while True:  # the batch's best, when it beats the best found so far, must rest on K trainings
+            top = max(batch, key=self._value)
+            if not (self._short(top) and self._value(top) > self._best):
+                break
+            self._complete(step, [k for k in batch if self._short(k) and self._value(k) >= self._value(top)], batch)
+        self._best = max(self._best, max(self._value(k) for k in batch))
+        return [tuple(self._known[key]) for key in keys]
+
+    def _value(self, key: str) -> float:
+        return mean_fitness(self._known[key])
+
+    def _short(self, key: str) -> bool:
+        return len(self._known[key]) < self.reevaluate
+
+    def _complete(self, step: int, keys: Sequence[str], batch: dict[str, list[EvalRequest]]) -> None:
+        """Train each genome's missing samples up to K as one batch, each as its first request's
+        sample (stored with that request's step and index, so a replay finds it)."""
+        extra = [(key, replace(batch[key][0], sample=n))
+                 for key in keys for n in range(len(self._known[key]), self.reevaluate)]
+        if not extra:
+            return
+        for (key, _), fitness in zip(extra, self.inner(step, [request for _, request in extra])):
+            self._known[key].append(float(fitness))

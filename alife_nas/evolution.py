@@ -37,7 +37,11 @@ from alife_nas.validation import check_bool, check_choice, check_int, check_numb
 __all__ = [
     "EvalRequest",
     "Evaluator",
+    "SampleEvaluator",
+    "FitnessStats",
+    "mean_fitness",
     "EvolutionConfig",
+    "BETTER_BY",
     "Outcome",
     "StepRecord",
     "Write",
@@ -57,6 +61,9 @@ __all__ = [
 #: The largest lattice side accepted (256×256 = 65,536 cells is already weeks of training).
 MAX_LATTICE = 256
 
+#: What the ratio threshold is relative to: the accuracy (the seed's rule) or the error rate (ours).
+BETTER_BY = ("accuracy", "error")
+
 #: Candidates per move (self-replication and four crossovers), then up to two mutants.
 CANDIDATES = 5
 #: Request indices per master in a round: master k's are 7k+0..7k+4 (candidates), 7k+5, 7k+6 (mutants).
@@ -65,13 +72,19 @@ INDICES_PER_MOVE = 7
 
 @dataclass(frozen=True)
 class EvalRequest:
-    """One genome to score, with where it came from (stored with its evaluation)."""
+    """One genome to score, with where it came from (stored with its evaluation).
+
+    ``sample`` 0 is the genome's one cached training (a repeat of the genome is a cache hit);
+    ``sample`` k >= 1 asks for its k-th further training with a fresh seed (repeated samples
+    against training noise, e.g. the ``ga`` strategy's survivors).
+    """
 
     genome: Genome
     index: int  # position in the step's batches: 0-4 candidates, 5-6 mutants (+7k for master k); init: cell number
     operator: str  # 'init', 'self', 'cross-aH+bT', ..., 'mutant'
     parents: tuple[str, ...] = ()
     position: Cell | None = None  # the cell it is meant for, when known
+    sample: int = 0  # which training of the genome: 0 = the cached one, k >= 1 = a further one
 
 
 class Evaluator(Protocol):
@@ -80,13 +93,54 @@ class Evaluator(Protocol):
     def __call__(self, step: int, requests: Sequence[EvalRequest]) -> list[float]: ...
 
 
+class SampleEvaluator(Evaluator, Protocol):
+    """An evaluator that may train a genome more than once (``--reevaluate``): it returns each
+    genome's mean, and :meth:`samples` tells a strategy that keeps its own samples (``ga``) all
+    of them."""
+
+    def samples(self, step: int, requests: Sequence[EvalRequest]) -> list[tuple[float, ...]]:
+        """Like calling it, but per request the fitness of every training of its genome so far, sample 0 first."""
+        ...
+
+
+def mean_fitness(values: Sequence[float]) -> float:
+    """A genome's fitness over several trainings: their plain mean (the one formula used everywhere)."""
+    return float(sum(values) / len(values))
+
+
+@dataclass(frozen=True)
+class FitnessStats:
+    """A genome's trainings summed up: the mean a search uses, the lowest and highest, how many."""
+
+    mean: float
+    low: float
+    high: float
+    samples: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> "FitnessStats":
+        """The stats of one genome's training fitness values (at least one)."""
+        values = [float(v) for v in values]
+        if not values:
+            raise ValueError("a genome's fitness needs at least one training")
+        return cls(mean_fitness(values), min(values), max(values), len(values))
+
+    @property
+    def spread(self) -> tuple[float, float] | None:
+        """(lowest, highest) of several trainings; None for one (no spread to show)."""
+        return None if self.samples == 1 else (self.low, self.high)
+
+
 @dataclass(frozen=True)
 class EvolutionConfig:
-    """The method's parameters: the NeuralFinder strategy's options (lattice, radius, torus, ratio, master_selection, masters, filters).
+    """The method's parameters: the NeuralFinder strategy's options (lattice, radius, torus, ratio,
+    master_selection, masters, filters, better_by).
 
     Defaults are the tool's one set: the seed's radius 1, torus and r = 0.02 on a 4×4 lattice, so
     the default search is a short one; the seed's own protocol uses ``lattice=9`` (docs/method.md).
     ``masters`` > 1 is our parallel variant (K masters per round); 1 is the seed's method.
+    ``better_by`` = ``error`` (ours) applies the ratio r to the error rate instead of the
+    accuracy (the seed's ``accuracy``): see :func:`is_better`.
     """
 
     lattice: int = 4
@@ -97,6 +151,7 @@ class EvolutionConfig:
     masters: int = 1  # masters per round (K); their (2d+1)×(2d+1) areas never overlap
     filters: tuple[int, ...] = DEFAULT_FILTERS
     conv_prob: float = 0.7  # share of one-layer initial genomes that are a bare conv (the rest f-M)
+    better_by: str = "accuracy"  # or 'error': what the ratio r is relative to
 
     def __post_init__(self) -> None:
         lattice = check_int("lattice", self.lattice, 2, MAX_LATTICE)
@@ -107,9 +162,11 @@ class EvolutionConfig:
             "torus": check_bool("torus", self.torus),
             "ratio": check_number("ratio", self.ratio, 0.0),
             "master_selection": check_choice("master_selection", self.master_selection, ("uniform", "proportional")),
-            "masters": _check_masters(self.masters, lattice, radius),
+            # first within the cells of the largest lattice, so a huge count is refused in a short line
+            "masters": _check_masters(check_int("masters", self.masters, 1, MAX_LATTICE**2), lattice, radius),
             "filters": normalize_filters(self.filters),
             "conv_prob": check_number("conv_prob", self.conv_prob, 0.0, 1.0),
+            "better_by": check_choice("better_by", self.better_by, BETTER_BY),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)
@@ -150,10 +207,21 @@ class Outcome(str, Enum):
 _THRESHOLD_TOLERANCE = 1e-9
 
 
-def is_better(x: float, y: float, ratio: float) -> bool:
-    """The seed's comparison: x > y and (x - y) / y > r. Against y = 0 any x > 0 is better."""
+def is_better(x: float, y: float, ratio: float, better_by: str = "accuracy") -> bool:
+    """The ratio rule: is fitness x better than y?
+
+    ``accuracy`` (the seed's): x > y and (x - y) / y > r; against y = 0 any x > 0 is better.
+    ``error`` (ours): x's error falls below y's by more than r relatively,
+    (1 - x) < (1 - y)(1 - r), i.e. (x - y) / (1 - y) > r; nothing beats y = 1. Near the top the
+    accuracy rule asks the impossible (at 0.98 a child needs 0.9996), the error rule a fixed share
+    of what is left to gain.
+    """
+    if better_by not in BETTER_BY:
+        raise ValueError(f"better_by must be one of {', '.join(BETTER_BY)}, got {better_by!r}")
     if not x > y:
         return False
+    if better_by == "error":
+        return y < 1 and (x - y) / (1 - y) > ratio + _THRESHOLD_TOLERANCE
     if y <= 0:
         return True
     return (x - y) / y > ratio + _THRESHOLD_TOLERANCE
@@ -280,10 +348,10 @@ def decide_move(
     winner, max_c = requests[best].genome, scores[best]
     candidates = [{"operator": r.operator, "genome": str(r.genome), "fitness": s} for r, s in zip(requests, scores)]
     decided = replace(record, candidates=candidates, best_index=best, max_c=max_c)
-    if not is_better(max_c, record.master_fitness, config.ratio):
+    if not is_better(max_c, record.master_fitness, config.ratio, config.better_by):
         return decided, []
     s1, s2 = record.master, record.partner
-    if is_better(max_c, record.partner_fitness, config.ratio):
+    if is_better(max_c, record.partner_fitness, config.ratio, config.better_by):
         outcome, replaced = Outcome.REPLACE_BOTH, [s1, s2]
     else:
         outcome, replaced = Outcome.REPLACE_MASTER, [s1]

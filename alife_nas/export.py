@@ -3,17 +3,28 @@
 ``top_architectures`` ranks the run's trainings (best fitness per distinct genome, failures
 left out); ``to_json`` / ``to_paper`` / ``to_markdown`` / ``pytorch_source`` write them;
 ``write_export`` puts them on disk; ``with_retraining`` adds what a re-training
-(:mod:`alife_nas.retraining`) measured. Nothing here needs torch or matplotlib.
+(:mod:`alife_nas.retraining`) measured; ``safe_target`` decides, before any work, whether an
+output path may be written (never the run's own files, never through a symbolic link out of
+the run directory, an existing file only with ``force``). ``pytorch_source`` with a
+:class:`ModelCard` writes the standalone file of a TRAINED network (weights next to it, the
+input normalisation, class names, ``load`` / ``predict``); :mod:`alife_nas.model_export` saves
+the weights and the ONNX files. Nothing here needs torch or matplotlib.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import os
+import pprint
 import re
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from alife_nas.evolution import FitnessStats
+from alife_nas.files import write_atomically
 from alife_nas.genome import (
     Conv,
     Genome,
@@ -22,7 +33,7 @@ from alife_nas.genome import (
     parse_tuple_form,
 )
 from alife_nas.shapes import INITS, PlannedLayer, describe_genome, layer_plan
-from alife_nas.store import Evaluation
+from alife_nas.store import DB_NAME, LOCK_NAME, Evaluation
 
 __all__ = [
     "FORMATS",
@@ -34,13 +45,20 @@ __all__ = [
     "read_json",
     "pytorch_source",
     "pytorch_filename",
+    "model_files",
+    "ModelCard",
+    "model_shape",
     "check_target",
+    "safe_target",
     "export_text",
     "write_export",
     "with_retraining",
 ]
 
 FORMATS = ("json", "paper", "markdown", "pytorch")
+
+#: Files of a run directory that the run store owns: an export never writes over them.
+RUN_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal", LOCK_NAME)
 
 #: Keys of an evaluation row copied into an exported row (when the store has them).
 _COPIED = (
@@ -65,14 +83,20 @@ def _rank_key(ev: Evaluation) -> tuple:
     )
 
 
-def top_architectures(evaluations: Iterable[Evaluation], k: int = 15) -> list[dict]:
+def top_architectures(evaluations: Iterable[Evaluation], k: int = 15,
+                      fitness: Mapping[str, FitnessStats] | None = None) -> list[dict]:
     """The ``k`` best distinct genomes (best fitness per genome; failures left out), ranked 1..k.
 
     Ties in fitness go to the smaller network (fewer parameters), then to the one found first
     (lower training order), so the ranking is deterministic. ``k`` may exceed what is available.
+    ``fitness`` (a run's :meth:`~alife_nas.store.RunStore.genome_fitness`) gives a genome trained
+    several times (``--reevaluate``, ``ga``) its mean, by which it is ranked, and the row's
+    ``samples`` and ``fitness_range`` ([lowest, highest], None for one training); without it
+    each row rests on one training.
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
+    stats = {str(parse_genome(g)): st for g, st in (fitness or {}).items()}
     best: dict[str, Evaluation] = {}
     trained: dict[str, int] = {}
     for ev in evaluations:
@@ -81,6 +105,8 @@ def top_architectures(evaluations: Iterable[Evaluation], k: int = 15) -> list[di
         if not _usable(ev):
             continue
         candidate = dataclasses.replace(ev, genome=genome)
+        if genome in stats:  # the mean of all its trainings, not this one's
+            candidate = dataclasses.replace(candidate, fitness=stats[genome].mean)
         if genome not in best or _rank_key(candidate) < _rank_key(best[genome]):
             best[genome] = candidate
     ranked = sorted(best.values(), key=_rank_key)[:k]
@@ -88,6 +114,8 @@ def top_architectures(evaluations: Iterable[Evaluation], k: int = 15) -> list[di
     for rank, ev in enumerate(ranked, start=1):
         genome = parse_genome(ev.genome)
         found = ev.to_dict()
+        known = stats.get(ev.genome)
+        spread = None if known is None else known.spread
         row: dict[str, Any] = {
             "rank": rank,
             "genome": ev.genome,
@@ -97,6 +125,8 @@ def top_architectures(evaluations: Iterable[Evaluation], k: int = 15) -> list[di
             "layers": len(genome),
             **{key: found[key] for key in _COPIED},
             "trainings": trained[ev.genome],
+            "samples": 1 if known is None else known.samples,
+            "fitness_range": None if spread is None else list(spread),
         }
         rows.append(row)
     return rows
@@ -165,9 +195,11 @@ def _found(row: Mapping[str, Any]) -> str:
 def to_markdown(rows: Sequence[Mapping[str, Any]], *, title: str | None = None) -> str:
     """A Markdown table like the seed's top-15 appendix (test accuracy column once re-trained)."""
     with_test = any(r.get("test_accuracy") is not None for r in rows)
-    head = ["Rank", "Architecture", "Val. acc."] + (["Test acc."] if with_test else [])
-    head += ["Params", "FLOPs", "Conv", "Pool", "Found"]
-    align = ["--:", ":--", "--:"] + (["--:"] if with_test else []) + ["--:", "--:", "--:", "--:", ":--"]
+    with_samples = any((r.get("samples") or 1) > 1 for r in rows)  # a mean of several trainings somewhere
+    head = ["Rank", "Architecture", "Val. acc."] + (["Trainings (range)"] if with_samples else [])
+    head += (["Test acc."] if with_test else []) + ["Params", "FLOPs", "Conv", "Pool", "Found"]
+    align = ["--:", ":--", "--:"] + (["--:"] if with_samples else []) + (["--:"] if with_test else [])
+    align += ["--:", "--:", "--:", "--:", ":--"]
     lines = []
     if title:
         lines += [f"### {title}", ""]
@@ -175,6 +207,9 @@ def to_markdown(rows: Sequence[Mapping[str, Any]], *, title: str | None = None) 
     for r in rows:
         genome = parse_genome(r["genome"])
         cells = [str(r["rank"]), f"`{genome}`", _pct(r["fitness"])]
+        if with_samples:
+            spread = r.get("fitness_range")
+            cells.append(f"{r.get('samples') or 1}" + (f" ({_pct(spread[0])}–{_pct(spread[1])})" if spread else ""))
         if with_test:
             cells.append(_pct(r.get("test_accuracy")))
         cells += [
@@ -200,6 +235,19 @@ def pytorch_filename(name: str) -> str:
     return stem + ".py"
 
 
+def model_files(name: str, fmt: str, *, trained: bool = False) -> list[str]:
+    """The files a model export writes for the network ``name``.
+
+    'pytorch': ``NAME.py`` plus, when trained, the weights ``NAME.pt``; 'onnx': ``NAME.onnx``.
+    """
+    stem = pytorch_filename(name)[:-3]
+    if fmt == "onnx":
+        return [f"{stem}.onnx"]
+    if fmt != "pytorch":
+        raise ValueError(f"{fmt!r} is not a model export format; expected pytorch or onnx")
+    return [f"{stem}.py"] + ([f"{stem}.pt"] if trained else [])
+
+
 def _pytorch_layer_lines(step: PlannedLayer) -> list[str]:
     """The ``nn.Sequential`` lines of one planned layer, commented with the map shape it yields."""
     number, (c_in, h_in, w_in), (c, h, w) = step.number, step.in_shape, step.shape
@@ -213,6 +261,134 @@ def _pytorch_layer_lines(step: PlannedLayer) -> list[str]:
     return [f"            nn.MaxPool2d(kernel_size=2, stride=2),  # layer {number}: -> {c} x {h} x {w}"]
 
 
+@dataclass(frozen=True)
+class ModelCard:
+    """What the standalone file of a TRAINED network embeds besides the architecture.
+
+    ``mean`` and ``scale`` are per channel, in 0..255 units, as the trainer normalised:
+    ``(image - mean) / scale`` (``scale`` is the training split's std for 'standardize', 255
+    for 'center'). ``weights_file`` is the state_dict's file name, next to the .py.
+    ``metadata`` is the recipe and what it measured (genome, data set, settings, accuracies,
+    seed, ...): plain JSON-like values, written into the file as a Python literal.
+    """
+
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    weights_file: str
+    metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def model_shape(info: Mapping[str, Any] | None) -> tuple[tuple[int, int, int], int, list[str] | None]:
+    """(input_shape, num_classes, classes) from a run's recorded data set info; ValueError if unusable."""
+    if not isinstance(info, Mapping):
+        raise ValueError("the run does not record its input shape and classes")
+    shape, num_classes, classes = info.get("input_shape"), info.get("num_classes"), info.get("classes")
+
+    def whole(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    if not (isinstance(shape, (list, tuple)) and len(shape) == 3 and all(whole(v) for v in shape)):
+        raise ValueError(f"the recorded input shape {shape!r} is not three positive whole numbers")
+    if not whole(num_classes):
+        raise ValueError(f"the recorded number of classes {num_classes!r} is not a positive whole number")
+    if classes is not None and not (isinstance(classes, (list, tuple)) and len(classes) == num_classes):
+        raise ValueError(f"the recorded class names do not match its {num_classes} classes")
+    return (shape[0], shape[1], shape[2]), num_classes, None if classes is None else [str(c) for c in classes]
+
+
+_ARCHITECTURE_TEXT = """Each number in the genome is a 3x3 conv (stride 1, padding 1, bias) + ReLU, each M a 2x2
+max-pool (stride 2); then flatten -> Linear({hidden}) + ReLU -> Dropout(0.5) -> Linear(classes).
+The search trained it with an L2 penalty on the classifier's weight. Module names match
+alife_nas's builder, so its state_dicts load here."""
+
+_TRAINED_FUNCTIONS = '''
+
+def load(path=None, map_location="cpu") -> Net:
+    """The network with the trained weights (default: WEIGHTS next to this file), in eval mode.
+
+    It takes normalised input: ``model(normalize(images))`` gives the logits.
+    """
+    path = Path(__file__).resolve().with_name(WEIGHTS) if path is None else Path(path)
+    model = Net()
+    model.load_state_dict(torch.load(path, map_location=map_location, weights_only=True))
+    return model.eval()
+
+
+def _batch(images) -> torch.Tensor:
+    """Images as an N x C x H x W tensor (not yet normalised), whatever layout they came in."""
+    x = torch.as_tensor(images)
+    c, h, w = INPUT_SHAPE
+    if x.dim() == 3 and c == 1 and tuple(x.shape[1:]) == (h, w):
+        x = x.unsqueeze(1)  # N x H x W grey images
+    elif x.dim() == 3:
+        x = x.unsqueeze(0)  # one image
+    if x.dim() == 4 and tuple(x.shape[1:]) == (c, h, w):
+        return x
+    if x.dim() == 4 and tuple(x.shape[1:]) == (h, w, c):
+        return x.permute(0, 3, 1, 2)
+    raise ValueError(f"expected images of shape N x {{c}} x {{h}} x {{w}} or N x {{h}} x {{w}} x {{c}}, got {{tuple(x.shape)}}")
+
+
+def normalize(images) -> torch.Tensor:
+    """Images in 0..255 (uint8, or float in the same units) -> the network's float32 input."""
+    x = _batch(images).float()
+    mean = torch.tensor(MEAN, dtype=torch.float32).view(1, -1, 1, 1)
+    scale = torch.tensor(SCALE, dtype=torch.float32).view(1, -1, 1, 1)
+    return (x - mean) / scale
+
+
+_loaded = None
+
+
+@torch.no_grad()
+def logits(images, model=None, batch_size: int = 1024) -> torch.Tensor:
+    """The network's output (N x NUM_CLASSES) for images in 0..255; ``model`` defaults to load()."""
+    global _loaded
+    if model is None:
+        if _loaded is None:
+            _loaded = load()
+        model = _loaded
+    model.eval()
+    device = next(model.parameters()).device
+    x = _batch(images)
+    out = [model(normalize(x[i : i + batch_size]).to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.empty(0, NUM_CLASSES)
+
+
+def predict_proba(images, model=None) -> torch.Tensor:
+    """Class probabilities, N x NUM_CLASSES (column i is CLASSES[i])."""
+    return torch.softmax(logits(images, model), 1)
+
+
+def predict(images, model=None) -> list:
+    """The class name of each image (uint8 or float in 0..255; N x C x H x W or N x H x W x C)."""
+    return [CLASSES[i] for i in logits(images, model).argmax(1).tolist()]
+
+
+if __name__ == "__main__":
+    net = load()
+    count = sum(p.numel() for p in net.parameters())
+    test = METADATA.get("test_accuracy")
+    print(f"{{GENOME}}: {{count}} parameters, trained weights {{WEIGHTS}}, test accuracy "
+          + ("-" if test is None else f"{{test:.4f}}"))
+'''
+
+_UNTRAINED_MAIN = '''
+
+if __name__ == "__main__":
+    net = build()
+    count = sum(p.numel() for p in net.parameters())
+    logits = net.eval()(torch.zeros(1, *INPUT_SHAPE))
+    print(f"{{GENOME}}: {{count}} parameters, output shape {{tuple(logits.shape)}}")
+'''
+
+
+def _literal(value: Any) -> str:
+    """A Python literal for plain JSON-like data (non-finite floats become None)."""
+    return pprint.pformat(_json_safe(value), sort_dicts=False, width=100)
+
+
 def pytorch_source(
     genome: Genome | str,
     input_shape: Sequence[int],
@@ -223,6 +399,7 @@ def pytorch_source(
     init: str = "glorot",
     fitness: float | None = None,
     note: str | None = None,
+    card: ModelCard | None = None,
 ) -> str:
     """A standalone Python file (torch only, no alife_nas) defining the genome's network.
 
@@ -231,17 +408,27 @@ def pytorch_source(
     FLOPs come from ``alife_nas.shapes``, the arithmetic the builder follows too, so max-pools the
     builder skips (map already below 2 pixels) are skipped here as well. ``init`` picks the weight
     initialisation ``build()`` applies: 'glorot' (Keras' default), 'kaiming' or 'torch'.
+
+    Without ``card`` the file is the architecture only (``build()`` gives untrained weights).
+    With a :class:`ModelCard` it is a trained model's file: the weights file next to it,
+    ``load(path=None)``, ``predict(images)`` (class names), ``predict_proba``, ``logits`` and
+    ``normalize``, with the normalisation, class names and recipe embedded.
     """
     g = parse_genome(genome) if isinstance(genome, str) else genome
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; expected glorot, kaiming or torch")
     info = describe_genome(g, tuple(input_shape), num_classes, hidden)
+    if card is not None and not (len(card.classes) == num_classes and len(card.mean) == len(card.scale) == info.input_shape[0]):
+        raise ValueError(f"the model card ({len(card.classes)} classes, {len(card.mean)} channels) does not fit "
+                         f"{num_classes} classes and input {info.input_shape}")
     features = "\n".join(line for step in layer_plan(g, info.input_shape) for line in _pytorch_layer_lines(step))
     params, flops = info.params, info.flops
     channels, height, width = info.output_shape
     in_c, in_h, in_w = info.input_shape
+    module, filename = pytorch_filename(name)[:-3], pytorch_filename(name)
     found = f"Validation accuracy in the search: {fitness:.4f}.\n" if fitness is not None else ""
     extra = f"{note}\n" if note else ""
+    architecture = _ARCHITECTURE_TEXT.format(hidden=hidden)
     if init == "glorot":
         init_body = (
             "    for module in model.modules():\n"
@@ -258,21 +445,66 @@ def pytorch_source(
         )
     else:
         init_body = "    return None  # PyTorch's default initialisation, as constructed\n"
-    return f'''#!/usr/bin/env python3
-"""{name}: the CNN {g} found by alife-nas (NeuralFinder lattice evolution).
+    size = (f"Input {in_c} x {in_h} x {in_w}, {num_classes} classes: {params:,} parameters,\n"
+            f"{flops:,} FLOPs per image (2 per multiply-add).")
+    if card is None:
+        doc = f'''{name}: the CNN {g} found by alife-nas (NeuralFinder lattice evolution), UNTRAINED.
 
-{found}Input {in_c} x {in_h} x {in_w}, {num_classes} classes: {params:,} parameters,
-{flops:,} FLOPs per image (2 per multiply-add).
+{found}{size}
 {extra}
-Standalone: needs only PyTorch. Each number in the genome is a 3x3 conv (stride 1, padding 1,
-bias) + ReLU, each M a 2x2 max-pool (stride 2); then flatten -> Linear({hidden}) + ReLU ->
-Dropout(0.5) -> Linear(classes). The search trained it with an L2 penalty on the classifier's
-weight. Module names match alife_nas's builder, so its state_dicts load here.
+This file rebuilds the architecture only: build() gives freshly initialised weights. For a
+trained network with load() and predict(), use `alife-nas export RUN --retrain --format pytorch`
+or `alife-nas train GENOME --save DIR`.
 
-    python {pytorch_filename(name)}      # prints the parameter count
-    from {pytorch_filename(name)[:-3]} import build; model = build()
-"""
-import torch
+Standalone: needs only PyTorch. {architecture}
+
+    python {filename}      # prints the parameter count
+    from {module} import build; model = build()
+'''
+        imports, constants, tail = "", "", _UNTRAINED_MAIN
+    else:
+        meta = card.metadata
+        recipe = [f"data set {meta['dataset']}" if meta.get("dataset") else None,
+                  f"{meta['preset']} preset" if meta.get("preset") else None,
+                  f"seed {meta['seed']}" if meta.get("seed") is not None else None]
+        measured = []
+        if meta.get("val_accuracy") is not None:
+            epoch = f" (epoch {meta['best_epoch']} of {meta['epochs']})" if meta.get("best_epoch") else ""
+            measured.append(f"validation accuracy {float(meta['val_accuracy']):.4f}{epoch}")
+        if meta.get("test_accuracy") is not None:
+            measured.append(f"test accuracy {float(meta['test_accuracy']):.4f}")
+        trained = "Trained with " + ", ".join(r for r in recipe if r) + "; the weights of the best validation epoch"
+        trained = textwrap.fill(trained + (": " + ", ".join(measured) + "." if measured else "."), width=96)
+        doc = f'''{name}: the CNN {g} found by alife-nas (NeuralFinder lattice evolution), TRAINED.
+
+{trained}
+{found}{extra}{size}
+
+The trained weights are the state_dict in {card.weights_file}, next to this file (it loads with
+torch.load(path, weights_only=True)). Standalone: needs only PyTorch, not alife_nas.
+
+    from {module} import load, predict
+    predict(images)   # -> class names; images uint8 (or float) in 0..255, N x C x H x W or N x H x W x C
+    model = load()    # the trained network, eval mode; it takes normalize(images)
+    python {filename}  # loads the weights, prints a summary
+
+predict(), predict_proba() and logits() normalise as the training did, per channel:
+(image - MEAN) / SCALE in 0..255 units. METADATA holds the recipe and what it measured.
+
+{architecture}
+'''
+        imports = "from pathlib import Path\n\n"
+        constants = (
+            f"CLASSES = {_literal(list(card.classes))}\n"
+            f"MEAN = {tuple(float(v) for v in card.mean)!r}  # per channel, 0..255 units: the training split's mean\n"
+            f"SCALE = {tuple(float(v) for v in card.scale)!r}  # per channel divisor: the training split's std, or 255\n"
+            f"WEIGHTS = {card.weights_file!r}  # the trained state_dict, next to this file\n"
+            f"METADATA = {_literal(dict(meta))}\n"
+        )
+        tail = _TRAINED_FUNCTIONS
+    return f'''#!/usr/bin/env python3
+"""{doc}"""
+{imports}import torch
 from torch import nn
 
 GENOME = "{g}"
@@ -280,7 +512,7 @@ INPUT_SHAPE = ({in_c}, {in_h}, {in_w})  # channels, height, width
 NUM_CLASSES = {num_classes}
 HIDDEN = {hidden}
 PARAMS = {params}  # expected parameter count
-
+{constants}
 
 class Net(nn.Module):
     """The genome's layers, then the fixed head."""
@@ -309,14 +541,7 @@ def build(num_classes: int = NUM_CLASSES) -> Net:
     model = Net(num_classes)
     init_weights(model)
     return model
-
-
-if __name__ == "__main__":
-    net = build()
-    count = sum(p.numel() for p in net.parameters())
-    logits = net.eval()(torch.zeros(1, *INPUT_SHAPE))
-    print(f"{{GENOME}}: {{count}} parameters, output shape {{tuple(logits.shape)}}")
-'''
+''' + tail.format()
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,6 +555,52 @@ def check_target(fmt: str, out: str | Path) -> None:
             raise ValueError(f"{out} is a file; the pytorch export writes one .py per architecture into a folder")
     elif out.is_dir():
         raise ValueError(f"{out} is a folder; give a file name for the {fmt} export")
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def safe_target(out: str | Path, run_dir: str | Path | None, *, folder: bool, files: Sequence[str] = (),
+                force: bool = False) -> Path:
+    """The real path to write an export of ``run_dir`` (None: of no run) to, or a one-line ValueError.
+
+    ``folder``: ``out`` is a folder that receives ``files``; otherwise ``out`` is the file.
+    Refused: an empty path; a file where a folder is wanted and the reverse; the run directory
+    itself as the folder; a path inside the run directory that a symbolic link leads out of it;
+    the run's own files (:data:`RUN_FILES`, also through a link), even with ``force``; a file
+    that exists, unless ``force``. Checked before any work, so a mistake costs no re-training.
+    The path returned has its links resolved: write there (:func:`alife_nas.files.write_atomically`).
+    """
+    text = str(out)
+    if not text.strip():
+        raise ValueError(f"{text!r} is an empty path: give a " + ("folder" if folder else "file name"))
+    given, real = Path(text), Path(text).resolve()
+    run = Path(run_dir).resolve() if run_dir is not None else None
+    inside = run_dir is not None and _within(Path(os.path.abspath(given)), Path(os.path.abspath(run_dir)))
+    if inside and not _within(real, run):
+        raise ValueError(f"{given} is a symbolic link out of the run directory {run_dir} (to {real}); give the real path")
+    if folder:
+        if real.exists() and not real.is_dir():
+            raise ValueError(f"{given} is a file; this export writes its files into a folder")
+        if real == run:
+            raise ValueError(f"{given} is the run directory itself; give a folder of its own")
+        targets = [(given / name, real / name) for name in files]
+    else:
+        if real.is_dir():
+            raise ValueError(f"{given} is a folder; give a file name")
+        targets = [(given, real)]
+    for shown, path in targets:
+        final = path.resolve()
+        if inside and not _within(final, run):
+            raise ValueError(f"{shown} is a symbolic link out of the run directory {run_dir} (to {final}); remove it")
+        if run is not None and final.parent == run and final.name in RUN_FILES:
+            raise ValueError(f"{shown} is the run's own {final.name}; an export never writes over it")
+        if final.is_dir():
+            raise ValueError(f"{shown} is a folder; it cannot be written as a file")
+        if (final.exists() or path.is_symlink()) and not force:
+            raise ValueError(f"{shown} already exists; add --force to overwrite it")
+    return real
 
 
 def export_text(rows: Sequence[Mapping[str, Any]], fmt: str, *, title: str | None = None) -> str:
@@ -371,16 +642,12 @@ def write_export(
                 seeds = len(r.get("retrain_seeds") or [0])
                 note = (f"Test accuracy when re-trained with the search's recipe (mean of {seeds} seed"
                         f"{'s' if seeds != 1 else ''}, at the best validation epoch): {float(r['test_accuracy']):.4f}.")
-            path = out / pytorch_filename(name)
-            path.write_text(
-                pytorch_source(r["genome"], input_shape, num_classes, name, hidden=hidden, init=init,
-                               fitness=r.get("fitness"), note=note)
-            )
-            written.append(path)
+            written.append(write_atomically(out / pytorch_filename(name), pytorch_source(
+                r["genome"], input_shape, num_classes, name, hidden=hidden, init=init, fitness=r.get("fitness"),
+                note=note)))
         return written
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(export_text(rows, fmt, title=title))
-    return [out]
+    return [write_atomically(out, export_text(rows, fmt, title=title))]
 
 
 # --------------------------------------------------------------------------------------------

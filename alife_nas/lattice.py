@@ -6,6 +6,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from alife_nas.genome import Genome, parse_genome
+from alife_nas.validation import check_int
 
 __all__ = ["Cell", "Lattice"]
 
@@ -17,20 +18,17 @@ class Lattice:
 
     ``age`` is the step at which a cell was last written (0 = initialisation); pictures use it.
     The neighbourhood of a cell is the (2d+1)×(2d+1) square around it minus the cell itself;
-    on a torus the edges wrap, on a bounded grid the square is clipped.
+    on a torus the edges wrap, on a bounded grid the square is clipped. A radius of L or more
+    reaches the whole lattice (the search's config refuses d > L; a Lattice takes any d >= 1).
     """
 
     def __init__(self, size: int, radius: int = 1, torus: bool = True) -> None:
-        if size < 2:
-            raise ValueError(f"lattice size must be at least 2, got {size}")
-        if radius < 1:
-            raise ValueError(f"neighbourhood radius must be at least 1, got {radius}")
-        self.size = size
-        self.radius = radius
+        self.size = check_int("lattice size", size, 2)
+        self.radius = check_int("neighbourhood radius", radius, 1)
         self.torus = torus
-        self.genomes: list[list[Genome | None]] = [[None] * size for _ in range(size)]
-        self.fitness = np.zeros((size, size), dtype=float)
-        self.age = np.zeros((size, size), dtype=int)
+        self.genomes: list[list[Genome | None]] = [[None] * self.size for _ in range(self.size)]
+        self.fitness = np.zeros((self.size, self.size), dtype=float)
+        self.age = np.zeros((self.size, self.size), dtype=int)
 
     # --- cells ---------------------------------------------------------------------------
     def cells(self) -> Iterator[Cell]:
@@ -57,16 +55,19 @@ class Lattice:
         Repeats happen on a small torus where the square wraps onto itself (e.g. L=3, d=2).
         """
         r0, c0 = cell
-        seen: list[Cell] = []
-        for dr in range(-self.radius, self.radius + 1):
-            for dc in range(-self.radius, self.radius + 1):
+        # a square of side 2L+1 already covers every cell, on a torus or not: a larger radius
+        # gives the same (sorted) neighbourhood, so it is clamped and can never loop for long
+        reach = min(self.radius, self.size)
+        seen: set[Cell] = set()
+        for dr in range(-reach, reach + 1):
+            for dc in range(-reach, reach + 1):
                 r, c = r0 + dr, c0 + dc
                 if self.torus:
                     r, c = r % self.size, c % self.size
                 elif not (0 <= r < self.size and 0 <= c < self.size):
                     continue
-                if (r, c) != (r0, c0) and (r, c) not in seen:
-                    seen.append((r, c))
+                seen.add((r, c))
+        seen.discard((r0, c0))
         return sorted(seen)
 
     def distance(self, a: Cell, b: Cell) -> int:

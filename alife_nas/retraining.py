@@ -11,7 +11,11 @@ a fresh sample of the very measurement the search made:
 * seeds: ``0, 1, ..., K-1`` (``seeds=K``): fixed, so the same architecture under the same
   config always gets the same number, whatever run or rank it came from;
 * reported: the mean test accuracy over the K trainings, measured with the weights of each
-  training's best validation epoch; a failed training counts as 0 (as it did in the search).
+  training's best validation epoch; a failed training counts as 0 (as it did in the search);
+* kept (``keep_weights``): the weights of ONE training, the seed with the best validation
+  accuracy (the first such seed on a tie) -- chosen by validation, like everything else, never
+  by test accuracy -- at its best validation epoch, i.e. the weights whose test accuracy is
+  that seed's number in ``test_accuracies``.
 """
 from __future__ import annotations
 
@@ -56,6 +60,12 @@ class Retraining:
     def train_time(self) -> float:
         return sum(r.train_time for r in self.results)
 
+    @property
+    def best(self) -> Any | None:
+        """The training whose weights are kept: best validation accuracy, first seed on a tie; None if all failed."""
+        done = [r for r in self.results if not r.failure]
+        return max(done, key=lambda r: r.val_accuracy) if done else None  # max keeps the first of equals
+
 
 def _test(result: Any) -> float:
     return 0.0 if result.failure or result.test_accuracy is None else float(result.test_accuracy)
@@ -76,11 +86,23 @@ def make_trainer(config: SearchConfig, *, data: Any = None, device: str | None =
 
 
 def retrain(genome: Genome | str, trainer: Any, seeds: int | Sequence[int] = 1,
-            on_epoch: Callable[[int, int, float], None] | None = None) -> Retraining:
-    """Train ``genome`` with each seed (``seeds=K`` means 0..K-1) and measure its test accuracy."""
+            on_epoch: Callable[[int, int, float], None] | None = None, keep_weights: bool = False) -> Retraining:
+    """Train ``genome`` with each seed (``seeds=K`` means 0..K-1) and measure its test accuracy.
+
+    With ``keep_weights`` the :attr:`Retraining.best` training carries its best epoch's weights
+    (``result.weights``); the other seeds' weights are dropped as soon as they lose, so at most
+    two sets are held at once.
+    """
     genome = parse_genome(genome) if isinstance(genome, str) else genome
     chosen = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not chosen:
         raise ValueError("retrain needs at least one seed")
-    results = tuple(trainer.train(genome, seed=s, evaluate_test=True, on_epoch=on_epoch) for s in chosen)
-    return Retraining(str(genome), results)
+    results = []
+    for s in chosen:
+        results.append(trainer.train(genome, seed=s, evaluate_test=True, on_epoch=on_epoch, keep_weights=keep_weights))
+        if keep_weights:
+            best = Retraining(str(genome), tuple(results)).best
+            for r in results:
+                if r is not best:
+                    r.weights = None
+    return Retraining(str(genome), tuple(results))

@@ -32,10 +32,11 @@ from alife_nas.config import (
     continuing_device,
     settings_hash,
 )
-from alife_nas.evaluation import CachedEvaluator, ResultCallback, ScoreFn
+from alife_nas.evaluation import CachedEvaluator, Reevaluating, ResultCallback, ScoreFn
+from alife_nas.evolution import Evaluator
 from alife_nas.executors import ProgressFn, check_available, make_executor
 from alife_nas.store import RunStore, StepRow, refuse_existing_run
-from alife_nas.strategies import STRATEGIES
+from alife_nas.strategies import STRATEGIES, would_enter
 
 __all__ = ["Search", "Summary", "read_status"]
 
@@ -68,6 +69,12 @@ class Search:
         self.executor = make_executor(config, score, data)
         self.strategy = STRATEGIES[config.strategy](config.method)
         self.evaluator = CachedEvaluator(store, self.executor, config.seed, config.device)
+        #: What the strategy scores through: the cache itself, or with --reevaluate K > 1 the
+        #: re-training gate over it (K = 1 leaves the seed's protocol untouched).
+        self.evaluate: Evaluator = self.evaluator
+        if config.fitness.reevaluate > 1:
+            self.evaluate = Reevaluating(self.evaluator, config.fitness.reevaluate,
+                                         lambda request, fitness: would_enter(self.strategy, request, fitness))
         self.rng = np.random.default_rng(config.seed)
         last = store.last_step()
         if last is not None:
@@ -201,10 +208,12 @@ class Search:
             step = self.steps_done + 1 if self.store.initialized else 0
             self.evaluator.reset_counts()
             start = time.perf_counter()
+            if isinstance(self.evaluate, Reevaluating):
+                self.evaluate.begin(step)  # from the store as the step begins, also when it is replayed
             if step == 0:
-                record = self.strategy.initialize(self.rng, self.evaluator)
+                record = self.strategy.initialize(self.rng, self.evaluate)
             else:
-                record = self.strategy.step(self.rng, self.evaluator, step)
+                record = self.strategy.step(self.rng, self.evaluate, step)
             self.store.commit_step(StepRow(
                 step=step, record=record, lattice=self.strategy.lattice(), trainings=self.evaluator.trainings,
                 cache_hits=self.evaluator.cache_hits, wall_time=time.perf_counter() - start,
@@ -238,9 +247,12 @@ def read_status(store: RunStore) -> dict[str, Any]:
     """Where a stored run stands, as one JSON-safe dict (``alife-nas status --json``).
 
     Keys: run_dir, config (the stored config, nested, option names as everywhere), strategy,
-    dataset, seed, steps, budget, initialized, steps_done, trainings, cache_hits, failures,
-    epochs, train_seconds, devices, lattice (L×L of {genome, fitness}, or None), best and
-    best_in_lattice. Reads only: works while another process writes the run.
+    dataset, seed, steps, budget, reevaluate, initialized, steps_done, trainings, cache_hits,
+    failures, epochs, train_seconds, devices, lattice (L×L of {genome, fitness}, or None), best
+    and best_in_lattice. ``best`` is the genome with the best mean fitness; it and
+    ``best_in_lattice`` (whose fitness is what its cell holds) carry ``samples``, the genome's
+    trainings, and ``fitness_range``, [lowest, highest] of them or None for one. Reads only:
+    works while another process writes the run.
     """
     config = store.config
     totals = store.totals()
@@ -255,6 +267,16 @@ def read_status(store: RunStore) -> dict[str, Any]:
         fit, r, k, genome = max(cells, key=lambda t: (t[0], -t[1], -t[2]))
         best_cell = {"genome": genome, "fitness": fit, "cell": [r, k]}
     best = store.best_evaluation()
+    stats = store.genome_fitness()
+
+    def spread(genome: str) -> dict[str, Any]:
+        known = stats.get(genome)
+        if known is None:  # e.g. a lattice of a run stored without its trainings
+            return {"samples": 0, "fitness_range": None}
+        return {"samples": known.samples, "fitness_range": None if known.spread is None else list(known.spread)}
+
+    if best_cell is not None:
+        best_cell.update(spread(best_cell["genome"]))
     return {
         "run_dir": str(store.run_dir),
         "config": config.to_dict(),
@@ -263,6 +285,7 @@ def read_status(store: RunStore) -> dict[str, Any]:
         "seed": config.seed,
         "steps": config.stop.steps,
         "budget": config.stop.budget,
+        "reevaluate": config.fitness.reevaluate,
         "initialized": store.initialized,
         "steps_done": totals["steps_done"],
         "trainings": totals["trainings"],
@@ -273,6 +296,6 @@ def read_status(store: RunStore) -> dict[str, Any]:
         "devices": totals["devices"],
         "lattice": lattice,
         "best": None if best is None else {"genome": best.genome, "fitness": best.fitness, "params": best.params,
-                                           "step": best.step},
+                                           "step": best.step, **spread(best.genome)},
         "best_in_lattice": best_cell,
     }

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from alife_nas.genome import shown
 from alife_nas.shapes import INITS
 
 __all__ = ["TrainSettings", "PRESETS", "make_settings", "stable_hash"]
@@ -66,16 +67,20 @@ class TrainSettings:
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, what: str) -> None:
             if not ok:
-                raise ValueError(f"training setting {name}={getattr(self, name)!r}: {what}")
+                raise ValueError(f"training setting {name}={shown(getattr(self, name))}: {what}")
 
         need(self.optimizer in _OPTIMIZERS, "optimizer", f"expected one of {', '.join(_OPTIMIZERS)}")
         need(self.lr_schedule in _SCHEDULES, "lr_schedule", f"expected one of {', '.join(_SCHEDULES)}")
         need(self.normalize in _NORMALIZE, "normalize", f"expected one of {', '.join(_NORMALIZE)}")
         need(self.init in INITS, "init", f"expected one of {', '.join(INITS)}")
         for name in ("batch_size", "eval_batch_size", "max_epochs", "hidden"):
-            need(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "must be a positive integer")
+            top = _MAXIMA[name]
+            need(_is_int(getattr(self, name)) and 1 <= getattr(self, name) <= top, name,
+                 f"must be a whole number from 1 to {top:,}")
         for name in ("patience", "max_layers", "max_params"):
-            need(_is_int(getattr(self, name)) and getattr(self, name) >= 0, name, "must be an integer >= 0 (0 = off)")
+            top = _MAXIMA[name]
+            need(_is_int(getattr(self, name)) and 0 <= getattr(self, name) <= top, name,
+                 f"must be a whole number from 0 (off) to {top:,}")
         need(_is_num(self.lr) and self.lr > 0, "lr", "must be a positive number")
         for name in ("momentum", "weight_decay", "l2", "lr_decay", "aug_shift", "aug_rotation", "grad_clip", "chance_margin"):
             need(_is_num(getattr(self, name)) and getattr(self, name) >= 0, name, "must be a number >= 0")
@@ -115,7 +120,16 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    try:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+#: Upper bounds of the whole-number settings: far beyond any real use, small enough that a typo
+#: (an extra digit or ten) is refused before a run starts instead of failing hours later.
+_MAXIMA = {"batch_size": 1_000_000, "eval_batch_size": 1_000_000, "max_epochs": 100_000, "hidden": 1_000_000,
+           "patience": 100_000, "max_layers": 10_000, "max_params": 10**12}
 
 
 PRESETS: dict[str, TrainSettings] = {

@@ -11,6 +11,7 @@ one place that maps them to SQL.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -19,23 +20,52 @@ try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: one writer is not enforced there
     fcntl = None  # type: ignore[assignment]
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
 from alife_nas.config import ConfigError, SearchConfig
+from alife_nas.evolution import FitnessStats
 
 __all__ = ["RunStore", "RunStoreError", "Evaluation", "StepRow", "DB_NAME", "SCHEMA_VERSION", "TOOL_NAME",
            "refuse_existing_run"]
 
 DB_NAME = "run.sqlite"
+#: A run's database is built as ``run.sqlite.creating`` and renamed when complete.
+CREATING_SUFFIX = ".creating"
+#: How long a write waits for a reader's brief lock (status, pictures) before it reports one.
+BUSY_TIMEOUT_MS = 10_000
 LOCK_NAME = "run.lock"
 TOOL_NAME = "alife_nas"
-#: 2: the config is the nested SearchConfig and the data set's shape is in meta. Schema 1 (alife_nas
-#: 0.1: a flat config) is still read, and upgraded in place when a run is resumed.
-SCHEMA_VERSION = 2
-_READABLE = (1, 2)
+#: 2: the config is the nested SearchConfig and the data set's shape is in meta.
+#: 3: each training's per-epoch validation curve (``evaluations.history``) and the ``samples`` table
+#: (further trainings of a stored genome with fresh seeds, for noise handling).
+#: Older runs (1: alife_nas 0.1, a flat config; 2: 0.2) are read as they are and upgraded in place
+#: when a run is resumed.
+SCHEMA_VERSION = 3
+_READABLE = (1, 2, 3)
+
+#: Further trainings of a stored genome with fresh seeds (sample 0 is its ``evaluations`` row).
+_SAMPLES_TABLE = """
+CREATE TABLE samples (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    cache_key TEXT NOT NULL,                    -- the evaluations row this is another sample of
+    sample INTEGER NOT NULL,                    -- 1, 2, ...
+    fitness REAL NOT NULL,
+    failure TEXT,
+    failure_kind TEXT,
+    epochs INTEGER,
+    best_epoch INTEGER,
+    train_time REAL,
+    history TEXT,
+    seed INTEGER,
+    device TEXT,
+    step INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (cache_key, sample)
+)"""
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -62,7 +92,8 @@ CREATE TABLE evaluations (
     position TEXT,                              -- JSON [r, c] or null
     seed INTEGER,
     device TEXT,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    history TEXT                                -- JSON list: validation accuracy after each epoch
 );
 CREATE TABLE steps (
     step INTEGER PRIMARY KEY,                   -- 0 = initialisation
@@ -76,7 +107,7 @@ CREATE TABLE steps (
     finished_at TEXT NOT NULL
 );
 CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL);
-"""
+""" + _SAMPLES_TABLE
 
 
 @dataclass(frozen=True)
@@ -107,6 +138,7 @@ class Evaluation:
     seed: int | None = None
     device: str | None = None
     created_at: str = ""
+    history: tuple[float, ...] = ()
 
     @classmethod
     def from_result(cls, result: Mapping[str, Any], **where: Any) -> "Evaluation":
@@ -116,6 +148,7 @@ class Evaluation:
         values.update(where)
         values.setdefault("order", 0)
         values["parents"] = tuple(values.get("parents") or ())
+        values["history"] = tuple(values.get("history") or ())
         position = values.get("position")
         values["position"] = None if position is None else tuple(position)
         return cls(**values)
@@ -124,6 +157,7 @@ class Evaluation:
         """JSON-safe dict (tuples become lists)."""
         data = asdict(self)
         data["parents"] = list(self.parents)
+        data["history"] = list(self.history)
         data["position"] = None if self.position is None else list(self.position)
         return data
 
@@ -156,9 +190,25 @@ def _now() -> str:
 
 
 def refuse_existing_run(run_dir: str | os.PathLike) -> None:
-    """RunStoreError if ``run_dir`` already holds a run (a new run never overwrites one)."""
-    if (Path(run_dir) / DB_NAME).exists():
+    """RunStoreError if ``run_dir`` already holds a run (a new run never overwrites one).
+
+    A database with nothing in it (a creation killed before its first commit by an older
+    alife_nas) is no run: it is removed, and the new run takes the directory over.
+    """
+    db = _run_path(run_dir) / DB_NAME
+    if db.is_file() and _holds_nothing(db):
+        for path in (*_sidecars(db), db):
+            if path.exists():
+                path.unlink()
+    if db.exists():
         raise RunStoreError(f"{run_dir} already holds a run; continue it with 'alife-nas resume {run_dir}'")
+
+
+def _run_path(run_dir: str | os.PathLike) -> Path:
+    """``run_dir`` as a Path; an empty or blank name (which would mean the current folder) is refused."""
+    if not str(os.fspath(run_dir)).strip():
+        raise RunStoreError("the run directory name is empty; give a folder name")
+    return Path(run_dir)
 
 
 def _sidecars(db: Path) -> list[Path]:
@@ -168,11 +218,18 @@ def _sidecars(db: Path) -> list[Path]:
 class RunStore:
     """Read and write one run's database. Use :meth:`create` or :meth:`open`."""
 
-    def __init__(self, run_dir: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, run_dir: Path, conn: sqlite3.Connection, readonly: bool = False, notice: str = "") -> None:
         self.run_dir = run_dir
         self.path = run_dir / DB_NAME
+        self.readonly = readonly
+        #: Something a reader should be told (e.g. the WAL could not be read); "" when all is well.
+        self.notice = notice
         self._conn = conn
         self._lock: Any = None
+        self._identity = _identity(self.path)
+        # Runs written before schema 3 have no curve column; they read as trainings without one.
+        self._eval_columns = _EVAL_COLUMNS if self.schema_version >= 3 else _EVAL_COLUMNS.replace(
+            "history", "NULL AS history")
 
     # --- opening -------------------------------------------------------------------------
     @classmethod
@@ -180,61 +237,123 @@ class RunStore:
                dataset_info: dict | None = None) -> "RunStore":
         """Make a new run in ``run_dir`` (created if needed); refuses a directory holding a run.
 
-        ``dataset_info`` (``input_shape``, ``num_classes``, ``classes``) lets exports rebuild
-        the networks without loading the data set.
+        The database is built under a temporary name and renamed into place complete, so a
+        kill at any moment leaves either a whole run or an unfinished creation that the next
+        ``create`` in the same directory clears away. ``dataset_info`` (``input_shape``,
+        ``num_classes``, ``classes``) lets exports rebuild the networks without the data set.
         """
-        run_dir = Path(run_dir)
+        run_dir = _run_path(run_dir)
         db = run_dir / DB_NAME
         refuse_existing_run(run_dir)
         if run_dir.exists() and not run_dir.is_dir():
             raise RunStoreError(f"{run_dir} exists and is not a directory")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(db, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        with _transaction(conn):
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?)",
-                [("tool", TOOL_NAME), ("schema_version", str(SCHEMA_VERSION)), ("created_at", _now()),
-                 ("dataset_info", json.dumps(dataset_info))],
-            )
-            conn.execute("INSERT INTO config (id, body, settings_hash) VALUES (1, ?, ?)",
-                         (json.dumps(config.to_dict()), settings_hash))
-        return cls(run_dir, conn)
+        building = run_dir / (DB_NAME + CREATING_SUFFIX)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _discard_unfinished_creation(run_dir)
+            conn = sqlite3.connect(building, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("BEGIN IMMEDIATE")  # a failure leaves a file that is discarded below
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [("tool", TOOL_NAME), ("schema_version", str(SCHEMA_VERSION)), ("created_at", _now()),
+                     ("dataset_info", json.dumps(dataset_info))],
+                )
+                conn.execute("INSERT INTO config (id, body, settings_hash) VALUES (1, ?, ?)",
+                             (json.dumps(config.to_dict()), settings_hash))
+                conn.execute("COMMIT")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                conn.close()  # the last connection: everything is in the database file, no WAL left
+            os.replace(building, db)  # the run appears whole, or not at all
+            _sync_directory(run_dir)
+        except (OSError, sqlite3.Error) as exc:
+            hint = "; free some space or raise the file-size limit" if _is_full(exc) else ""
+            raise RunStoreError(f"cannot create a run in {run_dir}: {_reason(exc)}{hint}") from None
+        finally:
+            if not db.exists():
+                _discard_unfinished_creation(run_dir)
+        return cls.open(run_dir)
 
     @classmethod
-    def open(cls, run_dir: str | os.PathLike) -> "RunStore":
+    def open(cls, run_dir: str | os.PathLike, readonly: bool = False) -> "RunStore":
         """Open an existing run; a foreign, newer, corrupted or missing database is refused.
 
-        A refused directory is left exactly as it was (SQLite side files it made are removed).
+        ``readonly`` is for readers (status, pictures, exports): they never write, and they work
+        on read-only media too — where SQLite cannot even make its shared-memory file they read
+        the database file alone and say so in :attr:`notice` if a WAL file had to be left
+        unread. A refused directory is left exactly as it was (SQLite side files it made are
+        removed).
         """
-        run_dir = Path(run_dir)
+        run_dir = _run_path(run_dir)
         db = run_dir / DB_NAME
         if not run_dir.is_dir():
             raise RunStoreError(f"{run_dir} is not a directory")
         if not db.is_file():
+            if (run_dir / (DB_NAME + CREATING_SUFFIX)).exists():
+                raise RunStoreError(f"{run_dir} holds a run whose creation was interrupted before it began; "
+                                    f"start it again with 'alife-nas evolve --out {run_dir}'")
             raise RunStoreError(f"{run_dir} is not an alife_nas run directory (no {DB_NAME} in it)")
         existing = {p for p in _sidecars(db) if p.exists()}
         conn = None
+        notice = ""
         try:
-            conn = sqlite3.connect(f"file:{db}?mode=rw", uri=True, isolation_level=None)
-            _check(conn, db)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-        except RunStoreError:
+            if readonly:
+                conn, notice = _connect_readonly(db)
+                _check(conn, db)
+            else:
+                if not os.access(run_dir, os.W_OK) or not os.access(db, os.W_OK):
+                    raise RunStoreError(f"cannot write to {db} (read-only or not yours); reading it works: "
+                                        f"'alife-nas status {run_dir}'")
+                conn = sqlite3.connect(f"file:{db}?mode=rw", uri=True, isolation_level=None)
+                _check(conn, db)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except (RunStoreError, sqlite3.Error) as exc:
             if conn is not None:
                 conn.close()
             for side in _sidecars(db):
                 if side.exists() and side not in existing:
                     side.unlink()
-            raise
-        return cls(run_dir, conn)
+            if isinstance(exc, RunStoreError):
+                raise
+            raise RunStoreError(f"{db} is not a readable alife_nas run database ({_reason(exc)})") from None
+        return cls(run_dir, conn, readonly=readonly, notice=notice)
+
+    def _write(self) -> "_transaction":
+        """One write transaction, after checking that the database file is still the one opened."""
+        if _identity(self.path) != self._identity:
+            raise RunStoreError(f"{self.path} was deleted or replaced while this process was writing the run; "
+                                "it stopped (what it wrote since is not in any run)")
+        return _transaction(self._conn, self.path)
+
+    def checkpoint(self) -> None:
+        """Move everything committed from the WAL into the database file itself.
+
+        Done after every step and on close, so that ``run.sqlite`` alone (copied, shared, or left
+        without its ``-wal`` file) is the complete run up to its last step.
+        """
+        if self.readonly:
+            return
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:
+            raise RunStoreError(_write_failure(self.path, exc)) from None
 
     def close(self) -> None:
-        self._conn.close()
+        try:
+            if not self.readonly and _identity(self.path) == self._identity:
+                self.checkpoint()
+        except RunStoreError:
+            pass  # everything committed is in the WAL still; the next open recovers it
+        finally:
+            self._conn.close()
         if self._lock is not None:
             self._lock.close()  # closing the file releases the lock
             self._lock = None
@@ -303,29 +422,36 @@ class RunStore:
 
     def update_config(self, config: SearchConfig) -> None:
         """Store a config after a safe change (more steps, another device)."""
-        with _transaction(self._conn):
+        with self._write():
             self._conn.execute("UPDATE config SET body = ? WHERE id = 1", (json.dumps(config.to_dict()),))
 
     def upgrade(self) -> bool:
-        """Bring a schema-1 run to the current schema in one transaction; True if it changed.
+        """Bring an older run to the current schema in one transaction; True if it changed.
 
-        The config becomes the nested form, the data set's shape moves to meta, and lattice
-        strategies' saved states stop repeating the step's lattice. The settings hash (and so
-        every cache key) stays as it is, so nothing is trained again.
+        From schema 1: the config becomes the nested form, the data set's shape moves to meta, and
+        lattice strategies' saved states stop repeating the step's lattice. From schema 2: the
+        ``history`` column and the ``samples`` table are added (old trainings have no curve). The
+        settings hash (and so every cache key) stays as it is, so nothing is trained again.
         """
-        if self.schema_version == SCHEMA_VERSION:
+        version = self.schema_version
+        if version == SCHEMA_VERSION:
             return False
         config, info = self.config, self.dataset_info
         rows = self._conn.execute("SELECT step, strategy_state FROM steps").fetchall()
-        with _transaction(self._conn):
-            self._conn.execute("UPDATE config SET body = ? WHERE id = 1", (json.dumps(config.to_dict()),))
-            self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('dataset_info', ?)", (json.dumps(info),))
+        with self._write():
+            if version == 1:
+                self._conn.execute("UPDATE config SET body = ? WHERE id = 1", (json.dumps(config.to_dict()),))
+                self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('dataset_info', ?)",
+                                   (json.dumps(info),))
+                for step, state in rows:
+                    state = json.loads(state)
+                    if isinstance(state, dict) and "lattice" in state:
+                        del state["lattice"]
+                        self._conn.execute("UPDATE steps SET strategy_state = ? WHERE step = ?", (json.dumps(state), step))
+            self._conn.execute("ALTER TABLE evaluations ADD COLUMN history TEXT")
+            self._conn.execute(_SAMPLES_TABLE)
             self._conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-            for step, state in rows:
-                state = json.loads(state)
-                if isinstance(state, dict) and "lattice" in state:
-                    del state["lattice"]
-                    self._conn.execute("UPDATE steps SET strategy_state = ? WHERE step = ?", (json.dumps(state), step))
+        self._eval_columns = _EVAL_COLUMNS
         return True
 
     def _meta(self, key: str) -> str | None:
@@ -333,7 +459,7 @@ class RunStore:
         return None if row is None else row[0]
 
     def log_event(self, kind: str, message: str) -> None:
-        with _transaction(self._conn):
+        with self._write():
             self._conn.execute("INSERT INTO events (at, kind, message) VALUES (?, ?, ?)", (_now(), kind, message))
 
     def events(self) -> list[dict]:
@@ -343,7 +469,7 @@ class RunStore:
     # --- evaluations (the cache) ------------------------------------------------------------
     def lookup(self, cache_key: str) -> Evaluation | None:
         """The stored evaluation for this cache key, or None."""
-        row = self._conn.execute(f"SELECT {_EVAL_COLUMNS} FROM evaluations WHERE cache_key = ?", (cache_key,)).fetchone()
+        row = self._conn.execute(f"SELECT {self._eval_columns} FROM evaluations WHERE cache_key = ?", (cache_key,)).fetchone()
         return None if row is None else _eval_row(row)
 
     def add_evaluation(self, cache_key: str, ev: Evaluation) -> Evaluation:
@@ -353,8 +479,9 @@ class RunStore:
         values["at_chance"] = int(bool(ev.at_chance))
         values["parents"] = json.dumps(list(ev.parents))
         values["position"] = json.dumps(None if ev.position is None else list(ev.position))
+        values["history"] = json.dumps(list(ev.history))
         columns = ", ".join(_COLUMN.get(name, name) for name in values)
-        with _transaction(self._conn):
+        with self._write():
             cur = self._conn.execute(
                 f"INSERT INTO evaluations (cache_key, {columns}) VALUES (?, {', '.join('?' * len(values))})",
                 (cache_key, *values.values()),
@@ -363,22 +490,127 @@ class RunStore:
 
     def evaluations(self) -> list[Evaluation]:
         """Every training made, in training order."""
-        rows = self._conn.execute(f"SELECT {_EVAL_COLUMNS} FROM evaluations ORDER BY id").fetchall()
+        rows = self._conn.execute(f"SELECT {self._eval_columns} FROM evaluations ORDER BY id").fetchall()
         return [_eval_row(r) for r in rows]
 
     def best_evaluation(self) -> Evaluation | None:
-        """The fittest training so far (the earliest on ties), or None."""
-        row = self._conn.execute(
-            f"SELECT {_EVAL_COLUMNS} FROM evaluations ORDER BY fitness DESC, id ASC LIMIT 1").fetchone()
-        return None if row is None else _eval_row(row)
+        """The fittest genome so far (the earliest found on ties), or None: its first training's row,
+        with ``fitness`` the mean of all its trainings (:meth:`genome_fitness`; the training's own
+        value when it has one)."""
+        if self.count_samples() == 0:  # one training per genome: its fitness is its mean
+            row = self._conn.execute(
+                f"SELECT {self._eval_columns} FROM evaluations ORDER BY fitness DESC, id ASC LIMIT 1").fetchone()
+            return None if row is None else _eval_row(row)
+        fitness = self.sample_fitness()
+        order = dict(self._conn.execute("SELECT cache_key, id FROM evaluations").fetchall())
+        if not order:
+            return None
+        key = max(order, key=lambda k: (FitnessStats.of(fitness[k]).mean, -order[k]))
+        first = self.lookup(key)
+        assert first is not None
+        return replace(first, fitness=FitnessStats.of(fitness[key]).mean)
 
     def count_evaluations(self) -> int:
-        return self._conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+        """Trainings made so far, the number a training budget counts: every genome's first
+        training (the ``evaluations`` rows) plus every further sample (the ``samples`` rows)."""
+        first = self._conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+        return first + self.count_samples()
+
+    # --- further samples of a genome (repeated trainings with fresh seeds) -----------------------
+    # Sample 0 of a genome is its evaluations row; samples 1, 2, ... are rows of the samples table.
+    # They come back as Evaluation objects with order 0 (they are not in the evaluations' training
+    # order) and without what belongs to the genome rather than to one training (operator, parents,
+    # position, params, FLOPs): those are on sample 0.
+
+    def _has_samples(self) -> bool:
+        return self.schema_version >= 3  # older runs have no samples table until they are upgraded
+
+    def count_samples(self) -> int:
+        """Further samples stored (trainings beyond each genome's first)."""
+        if not self._has_samples():
+            return 0
+        return self._conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+
+    def lookup_sample(self, cache_key: str, sample: int) -> Evaluation | None:
+        """Sample ``sample`` of the genome with this cache key (0: its evaluations row), or None."""
+        if sample == 0:
+            return self.lookup(cache_key)
+        if not self._has_samples():
+            return None
+        row = self._conn.execute(f"SELECT {_SAMPLE_COLUMNS} FROM samples WHERE cache_key = ? AND sample = ?",
+                                 (cache_key, int(sample))).fetchone()
+        return None if row is None else _sample_row(row)[2]
+
+    def add_sample(self, cache_key: str, sample: int, ev: Evaluation) -> Evaluation:
+        """Commit one further training (``sample`` >= 1) of a genome at once; returns it as stored."""
+        if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
+            raise ValueError(f"a further sample is numbered 1, 2, ...; got {sample!r}")
+        with self._write():
+            self._conn.execute(
+                "INSERT INTO samples (cache_key, sample, fitness, failure, failure_kind, epochs, best_epoch, "
+                "train_time, history, seed, device, step, idx, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (cache_key, sample, ev.fitness, ev.failure, ev.failure_kind, ev.epochs, ev.best_epoch, ev.train_time,
+                 json.dumps(list(ev.history)), ev.seed, ev.device, ev.step, ev.index, _now()),
+            )
+        stored = self.lookup_sample(cache_key, sample)
+        assert stored is not None
+        return stored
+
+    def samples_of(self, cache_key: str) -> dict[int, Evaluation]:
+        """Every stored training of one genome by sample number (0 = its evaluations row)."""
+        out: dict[int, Evaluation] = {}
+        first = self.lookup(cache_key)
+        if first is not None:
+            out[0] = first
+        if self._has_samples():
+            rows = self._conn.execute(f"SELECT {_SAMPLE_COLUMNS} FROM samples WHERE cache_key = ? ORDER BY sample",
+                                      (cache_key,)).fetchall()
+            out.update((number, ev) for _key, number, ev in map(_sample_row, rows))
+        return out
+
+    def samples(self) -> list[tuple[str, int, Evaluation]]:
+        """Every further sample as (cache key, sample number, training), in the order they were made."""
+        if not self._has_samples():
+            return []
+        rows = self._conn.execute(f"SELECT {_SAMPLE_COLUMNS} FROM samples ORDER BY id").fetchall()
+        return [_sample_row(r) for r in rows]
+
+    def sample_fitness(self, before_step: int | None = None) -> dict[str, list[float]]:
+        """Every genome's training fitness in sample order (0 first), by cache key.
+
+        With ``before_step``, only the trainings made in earlier steps: what a step saw when it
+        began, the same whether it runs for the first time or is replayed after a restart.
+        """
+        where, args = ("WHERE step < ?", (int(before_step),)) if before_step is not None else ("", ())
+        out: dict[str, list[float]] = {}
+        for key, fitness in self._conn.execute(f"SELECT cache_key, fitness FROM evaluations {where} ORDER BY id", args):
+            out[key] = [float(fitness)]
+        if self._has_samples():
+            rows = self._conn.execute(f"SELECT cache_key, fitness FROM samples {where} ORDER BY cache_key, sample", args)
+            for key, fitness in rows:
+                if key in out:  # a sample's genome has its first training (sample 0) stored before it
+                    out[key].append(float(fitness))
+        return out
+
+    def trainings_in_order(self) -> list[tuple[str, float]]:
+        """Every training, first ones and further samples alike, as (cache key, fitness) in the
+        order they were made: by step, and inside a step first trainings before further samples
+        (the two tables share no finer order). What a budget of trainings counts, one by one."""
+        rows = [(step, 0, i, key, f) for i, key, f, step in
+                self._conn.execute("SELECT id, cache_key, fitness, step FROM evaluations")]
+        if self._has_samples():
+            rows += [(step, 1, i, key, f) for i, key, f, step in
+                     self._conn.execute("SELECT id, cache_key, fitness, step FROM samples")]
+        return [(key, float(f)) for *_, key, f in sorted(rows)]
+
+    def genome_fitness(self) -> dict[str, FitnessStats]:
+        """Every genome's fitness over all its trainings (mean, lowest, highest, how many), by compact genome."""
+        return {key.partition(":")[2]: FitnessStats.of(values) for key, values in self.sample_fitness().items()}
 
     # --- steps -----------------------------------------------------------------------------
     def commit_step(self, row: StepRow) -> None:
         """Store a finished step in one transaction."""
-        with _transaction(self._conn):
+        with self._write():
             self._conn.execute(
                 "INSERT INTO steps (step, record, snapshot, strategy_state, rng_state, trainings, cache_hits, wall_time, finished_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -386,6 +618,7 @@ class RunStore:
                  json.dumps(row.strategy_state), json.dumps(row.rng_state), row.trainings, row.cache_hits,
                  row.wall_time, _now()),
             )
+        self.checkpoint()
 
     def last_step(self) -> StepRow | None:
         """The newest finished step with its saved states, or None before initialisation ends."""
@@ -415,14 +648,24 @@ class RunStore:
         return int(self._conn.execute("SELECT COALESCE(SUM(cache_hits), 0) FROM steps").fetchone()[0])
 
     def totals(self) -> dict:
-        """Counters for ``status``: trainings, failures, epochs and time spent training."""
-        n, failures, epochs, seconds = self._conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(failure IS NOT NULL), 0), COALESCE(SUM(epochs), 0), COALESCE(SUM(train_time), 0)"
-            " FROM evaluations"
-        ).fetchone()
-        devices = [d for (d,) in self._conn.execute("SELECT DISTINCT device FROM evaluations ORDER BY device")]
+        """Counters for ``status``: trainings, failures, epochs and time spent training.
+
+        Every count includes the further samples of genomes (``samples``: how many of the
+        trainings they are), so ``trainings`` is what a training budget counts.
+        """
+        tables = ["evaluations"] + (["samples"] if self._has_samples() else [])
+        n = failures = epochs = seconds = 0
+        devices: set[str | None] = set()
+        for table in tables:
+            counts = self._conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(failure IS NOT NULL), 0), COALESCE(SUM(epochs), 0),"
+                f" COALESCE(SUM(train_time), 0) FROM {table}"
+            ).fetchone()
+            n, failures, epochs, seconds = (a + b for a, b in zip((n, failures, epochs, seconds), counts))
+            devices |= {d for (d,) in self._conn.execute(f"SELECT DISTINCT device FROM {table}")}
         return {"trainings": n, "failures": failures, "epochs": epochs, "train_seconds": seconds,
-                "cache_hits": self.cache_hits, "steps_done": self.steps_done, "devices": devices}
+                "samples": self.count_samples(), "cache_hits": self.cache_hits, "steps_done": self.steps_done,
+                "devices": sorted(devices, key=lambda d: (d is not None, d or ""))}
 
 
 #: Evaluation fields in column order ("order" is the id column, "index" the idx column).
@@ -433,10 +676,24 @@ _EVAL_COLUMNS = ", ".join(_COLUMN.get(name, name) for name in _EVAL_FIELDS)
 _STEP_COLUMNS = "step, record, snapshot, trainings, cache_hits, wall_time, finished_at"
 
 
+_SAMPLE_COLUMNS = ("cache_key, sample, fitness, failure, failure_kind, epochs, best_epoch, train_time, history, "
+                   "seed, device, step, idx, created_at")
+
+
+def _sample_row(row: tuple) -> tuple[str, int, Evaluation]:
+    key, sample, fitness, failure, failure_kind, epochs, best_epoch, train_time, history, seed, device, step, idx, \
+        created_at = row
+    ev = Evaluation(order=0, genome=key.partition(":")[2], fitness=fitness, step=step, index=idx, failure=failure,
+                    failure_kind=failure_kind, epochs=epochs, best_epoch=best_epoch, train_time=train_time,
+                    seed=seed, device=device, created_at=created_at, history=tuple(json.loads(history or "[]")))
+    return key, int(sample), ev
+
+
 def _eval_row(row: tuple) -> Evaluation:
     data = dict(zip(_EVAL_FIELDS, row))
     data["at_chance"] = bool(data["at_chance"])
     data["parents"] = tuple(json.loads(data["parents"] or "[]"))
+    data["history"] = tuple(json.loads(data["history"] or "[]"))
     position = json.loads(data["position"] or "null")
     data["position"] = None if position is None else tuple(position)
     return Evaluation(**data)
@@ -449,16 +706,142 @@ def _step_row(row: tuple | list, **states: Any) -> StepRow:
 
 
 class _transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rollback on error) on an autocommit connection."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rollback on error) on an autocommit connection.
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    An SQLite failure (disk full, I/O error, read-only file, a second writer) becomes a
+    one-line RunStoreError naming ``path``; what was committed before stays committed.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
+        self.path = path
 
     def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise RunStoreError(_write_failure(self.path, exc)) from None
 
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None:
+                self.conn.execute("COMMIT")
+                return
+        except sqlite3.Error as failure:
+            exc = failure
+        try:
+            self.conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite already rolled back (it does after some I/O errors)
+        if isinstance(exc, sqlite3.Error):
+            raise RunStoreError(_write_failure(self.path, exc)) from None
+
+
+def _write_failure(path: Path, exc: sqlite3.Error) -> str:
+    """One line for a failed write to ``path``: what happened and what to do."""
+    text = str(exc).lower()
+    run_dir = path.parent
+    resume = f"then continue with 'alife-nas resume {run_dir}' (everything committed is kept)"
+    if isinstance(exc, sqlite3.IntegrityError):
+        return (f"{path} was changed by another process while this one wrote it (two writers on one run?); "
+                f"this process stopped")
+    if "full" in text:
+        return f"cannot write {path}: the disk is full; free some space, {resume}"
+    if "disk i/o error" in text:
+        return f"cannot write {path}: disk I/O error (disk full, a file-size limit or a failing disk); {resume}"
+    if "readonly" in text or "read-only" in text:
+        return f"cannot write {path}: it is read-only; make it writable, {resume}"
+    if "locked" in text or "busy" in text:
+        return f"cannot write {path}: it is locked by another process; stop that process, {resume}"
+    return f"cannot write {path}: {_reason(exc)}; {resume}"
+
+
+def _is_full(exc: BaseException) -> bool:
+    """A write failed for lack of room (full disk, quota, file-size limit; SQLite says 'disk I/O')."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    return any(word in str(exc).lower() for word in ("full", "disk i/o"))
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, one-line reason from an OSError or SQLite error."""
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return " ".join(str(text).split())[:200]
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which file ``path`` is (device, inode), or None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _discard_unfinished_creation(run_dir: Path) -> None:
+    """Remove what a killed :meth:`RunStore.create` left: the half-built database and its side files."""
+    building = run_dir / (DB_NAME + CREATING_SUFFIX)
+    for path in (building, *_sidecars(building)):
+        if path.exists():
+            path.unlink()
+
+
+def _holds_nothing(db: Path) -> bool:
+    """True for a database file with no tables at all: a creation by alife_nas 0.1/0.2 killed
+    before its first commit (never a run: the schema, config and meta are one transaction)."""
+    wal = db.with_name(db.name + "-wal")
+    if db.stat().st_size == 0 and (not wal.exists() or wal.stat().st_size == 0):
+        return True
+    existing = {p for p in _sidecars(db) if p.exists()}
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False  # unreadable: not ours to judge here; opening it says what is wrong
+    finally:
+        for side in _sidecars(db):  # looking leaves the directory as it was
+            if side.exists() and side not in existing:
+                side.unlink()
+
+
+def _connect_readonly(db: Path) -> tuple[sqlite3.Connection, str]:
+    """A connection that never writes, and a notice for the reader ("" when nothing was left out).
+
+    SQLite reads a WAL-mode database through its ``-shm`` file, which it must be able to create
+    or open; on read-only media it cannot, and then only the database file is read
+    (``immutable=1``). Since every step is checkpointed, that file holds the run to its last
+    step; a ``-wal`` file with more in it is reported as left unread.
+    """
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn, ""
+    except sqlite3.OperationalError:
+        conn.close()
+    conn = sqlite3.connect(f"file:{db}?immutable=1", uri=True, isolation_level=None)
+    wal = db.with_name(db.name + "-wal")
+    notice = ""
+    if wal.exists() and wal.stat().st_size > 0:
+        notice = (f"note: {wal.name} cannot be read here (read-only, and SQLite cannot open its shared-memory "
+                  f"file); showing the run as of its last finished step")
+    return conn, notice
 
 
 def _check(conn: sqlite3.Connection, db: Path) -> None:

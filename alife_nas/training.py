@@ -19,6 +19,7 @@ gives fitness 0.0 with a reason; memory is freed and the next training works.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import gc
 import math
@@ -57,6 +58,8 @@ class TrainResult:
 
     ``val_accuracy`` is the best validation accuracy reached (before a failure, if any);
     ``test_accuracy`` is measured with the best epoch's weights, only when asked for.
+    ``weights`` is that best epoch's state_dict (on the CPU), only when asked for
+    (``keep_weights``); it is not part of :meth:`to_dict`.
     """
 
     genome: str
@@ -75,10 +78,11 @@ class TrainResult:
     at_chance: bool = False
     seed: int = 0
     history: list[float] = field(default_factory=list)  # val accuracy per epoch
+    weights: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict."""
-        return dataclasses.asdict(self)
+        """JSON-safe dict (every field but the weights)."""
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "weights"}
 
 
 class _NonFinite(Exception):
@@ -168,7 +172,8 @@ def _data_seed(seed: int) -> int:
 
 @dataclass
 class _Progress:
-    """What a training got to; survives an exception (holds no tensors)."""
+    """What a training got to; survives an exception (holds no device tensors: ``weights``, a CPU
+    copy, is only set once the training has finished)."""
 
     epochs: int = 0
     best_val: float = 0.0
@@ -176,6 +181,7 @@ class _Progress:
     images: int = 0
     history: list[float] = field(default_factory=list)
     test_accuracy: float | None = None
+    weights: dict[str, torch.Tensor] | None = None
 
 
 class Trainer:
@@ -232,8 +238,13 @@ class Trainer:
         seed: int,
         evaluate_test: bool = False,
         on_epoch: Callable[[int, int, float], None] | None = None,
+        keep_weights: bool = False,
     ) -> TrainResult:
-        """Train ``genome`` from ``seed``; never raises for a failed candidate (fitness 0.0)."""
+        """Train ``genome`` from ``seed``; never raises for a failed candidate (fitness 0.0).
+
+        ``evaluate_test`` measures the test accuracy with the best validation epoch's weights;
+        ``keep_weights`` returns those weights as ``result.weights`` (a CPU state_dict).
+        """
         start = time.perf_counter()
         genome = parse_genome(genome) if isinstance(genome, str) else genome
         info = self.describe(genome)
@@ -253,7 +264,7 @@ class Trainer:
         try:
             devices = [self.device.index or 0] if self.cuda else []
             with torch.random.fork_rng(devices=devices):
-                self._run(genome, int(seed), evaluate_test, on_epoch, progress)
+                self._run(genome, int(seed), evaluate_test, on_epoch, progress, keep_weights)
         except Exception as exc:  # one bad candidate must never end the search
             failure = _classify(exc)
         # Outside the except block the traceback (and the model it references) is gone: free it.
@@ -273,10 +284,12 @@ class Trainer:
             result.fitness = progress.best_val
             result.test_accuracy = progress.test_accuracy
             result.at_chance = progress.best_val <= 1.0 / self.data.num_classes + self.settings.chance_margin
+            result.weights = progress.weights
         return result
 
     # --- the hot loop ------------------------------------------------------------------------
-    def _run(self, genome: Genome, seed: int, evaluate_test: bool, on_epoch, progress: _Progress) -> None:
+    def _run(self, genome: Genome, seed: int, evaluate_test: bool, on_epoch, progress: _Progress,
+             keep_weights: bool = False) -> None:
         s = self.settings
         torch.manual_seed(seed % 2**63)  # inside fork_rng: weights and dropout, caller's RNG untouched
         model = build_model(genome, self.data.input_shape, self.data.num_classes, s.hidden, s.init)
@@ -294,6 +307,7 @@ class Trainer:
         total_steps = steps_per_epoch * s.max_epochs
         lr_at = _schedule(s, total_steps)
         check_each_step = not self.cuda  # a .item() per step is free on CPU, a sync on CUDA
+        keep_best = evaluate_test or keep_weights  # a copy per better epoch only when someone needs it
         best_state: dict[str, torch.Tensor] | None = None
         since_best = 0
         step = 0
@@ -334,7 +348,7 @@ class Trainer:
             progress.history.append(val)
             if val > progress.best_val or progress.best_epoch == 0:
                 progress.best_val, progress.best_epoch, since_best = val, epoch, 0
-                if evaluate_test:
+                if keep_best:
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 since_best += 1
@@ -347,6 +361,9 @@ class Trainer:
             if best_state is not None:
                 model.load_state_dict(best_state)
             progress.test_accuracy = self.evaluate(model, self.test_x, self.test_y)
+        if keep_weights and best_state is not None:
+            # contiguous CPU copies: channels-last CUDA tensors would save with their strides
+            progress.weights = {k: v.to("cpu").contiguous() for k, v in best_state.items()}
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -4,7 +4,8 @@ The ``plot_*`` functions work on plain data (numpy arrays, lists), take an optio
 ``ax`` and return the :class:`~matplotlib.figure.Figure`; they never touch pyplot's global state,
 so they work headless and inside other programs (no backend is chosen or changed here: figures are
 drawn with the Agg canvas directly). The ``render_*`` functions read a run store and
-write files. This module is the only place that imports matplotlib; the core never imports it.
+write files, each whole or not at all (:func:`alife_nas.files.write_atomically`: a full disk leaves no 0-byte
+picture). This module is the only place that imports matplotlib; the core never imports it.
 """
 from __future__ import annotations
 
@@ -24,11 +25,13 @@ from matplotlib.path import Path as MplPath
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from alife_nas.compare import best_so_far as running_best
+from alife_nas.files import write_atomically
 from alife_nas.genome import parse_genome
 from alife_nas.store import Evaluation, StepRow
 
 __all__ = [
     "METRICS",
+    "ROBUST_TAIL",
     "LatticePlot",
     "plot_lattice",
     "plot_fitness_curves",
@@ -39,6 +42,7 @@ __all__ = [
     "render_curves",
     "compact_number",
     "best_so_far",
+    "save_figure",
 ]
 
 #: Metrics a heatmap can show, with their colorbar labels.
@@ -55,6 +59,13 @@ UNDER_COLOR = "#3b3b3b"  # failed candidates (fitness 0, below the scale)
 BAD_COLOR = "#d9d9d9"  # missing values
 
 DEFAULT_ANNOTATE_MAX_L = 12
+#: A robust colour scale squeezes values below its low fence into this bottom share of the colours.
+#: With 256 colours, two values get different colours when they are 1/128 of the range apart on a
+#: linear scale (above the fence: 1/128 / (1 - ROBUST_TAIL) of the fenced range); in the squeezed
+#: tail at worst 1/(128 * ROBUST_TAIL) = 1/16 of the whole range.
+ROBUST_TAIL = 0.125
+#: A robust scale needs this many distinct values; with fewer, quartiles say nothing of outliers.
+ROBUST_MIN_VALUES = 8
 #: Colour maps per metric: perceptually uniform, none using the red/orange of the markers.
 _CMAPS = {"fitness": "viridis", "depth": "viridis", "params": "viridis", "age": "cividis_r"}
 _PARTNER_STYLE = (0, (2.5, 1.2))
@@ -152,20 +163,51 @@ def _scale_sample(
 
 def _scale_range(
     ok: np.ndarray, vmin: float | None, vmax: float | None, log: bool, robust: bool
-) -> tuple[float, float]:
-    """The colour range: given limits, else the data's, else a default so an empty lattice still draws."""
+) -> tuple[float, float, float | None]:
+    """The colour range ``(lo, hi, fence)``: given limits, else the data's, else a default so an
+    empty lattice still draws; ``fence`` (or None) is where a robust scale's squeezed tail ends.
+
+    The fence is Q1 - 3 IQR of the *distinct* values: counting cells instead would let a lattice
+    where most cells share one value collapse the quartiles onto it and fence off everything below.
+    """
     lo = vmin if vmin is not None else (float(np.min(ok)) if ok.size else None)
     hi = vmax if vmax is not None else (float(np.max(ok)) if ok.size else None)
     if lo is None or hi is None:
         lo, hi = (1.0, 10.0) if log else (0.0, 1.0)
-    if robust and vmin is None and ok.size >= 8 and not log:
-        # one stray low value (a poor cell among good ones) must not flatten everyone else's
-        # colours: start the scale at a far-out fence and show what is below it with an arrow
-        q1, q3 = np.percentile(ok, [25, 75])
-        fence = float(q1 - 3.0 * (q3 - q1))
-        if lo < fence < hi:
-            lo = fence
-    return lo, hi
+    fence = None
+    distinct = np.unique(ok)
+    if robust and vmin is None and distinct.size >= ROBUST_MIN_VALUES and not log:
+        q1, q3 = np.percentile(distinct, [25, 75])
+        low_fence = float(q1 - 3.0 * (q3 - q1))
+        # squeeze only when the values below the fence would take more than their share linearly
+        if lo < low_fence < hi and (low_fence - lo) / (hi - lo) > ROBUST_TAIL:
+            fence = low_fence
+    return lo, hi, fence
+
+
+def _fenced_norm(lo: float, fence: float, hi: float) -> mcolors.Normalize:
+    """A piecewise-linear norm: ``lo..fence`` onto the bottom :data:`ROBUST_TAIL` of the colours,
+    ``fence..hi`` onto the rest; strictly increasing, so order and distinctness are kept."""
+    knots, shares = [lo, fence, hi], [0.0, ROBUST_TAIL, 1.0]
+
+    def forward(values: Any) -> Any:
+        out = np.interp(np.ma.getdata(values), knots, shares)
+        return np.ma.masked_array(out, mask=np.ma.getmask(values)) if np.ma.isMaskedArray(values) else out
+
+    def inverse(values: Any) -> Any:
+        return np.interp(np.ma.getdata(values), shares, knots)
+
+    return mcolors.FuncNorm((forward, inverse), vmin=lo, vmax=hi)
+
+
+# --------------------------------------------------------------------------------------------
+# saving: whole files or none
+# --------------------------------------------------------------------------------------------
+def save_figure(fig: Figure, path: str | Path, dpi: float, **savefig: Any) -> Path:
+    """``fig.savefig`` as a whole file or none (:func:`write_atomically`); the format is the suffix's."""
+    path = Path(path)
+    return write_atomically(path, lambda handle: fig.savefig(handle, format=path.suffix.lstrip(".") or "png",
+                                                             dpi=dpi, **savefig))
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,8 +218,8 @@ class LatticePlot:
 
     Building the figure (image, grid, colorbar, one text per cell) is most of the cost of a
     picture; an animation builds it once and calls :meth:`update` per frame. ``scale_values``
-    (any array, e.g. every frame of a run) sets the colour range, the number format and whether
-    the colorbar shows a "below the scale" arrow, unless ``vmin``/``vmax``/``fmt`` are given.
+    (any array, e.g. every frame of a run) sets the colour range, the number format and (with
+    ``robust``) the fence of a squeezed low tail, unless ``vmin``/``vmax``/``fmt`` are given.
     """
 
     def __init__(
@@ -205,8 +247,8 @@ class LatticePlot:
         self.fail_below = fail_below
 
         sample, finite, ok = _scale_sample(scale_values, shape, log, fail_below)
-        lo, hi = _scale_range(ok, vmin, vmax, log, robust)
-        self._set_colour_scale(ok, lo, hi, cmap, fmt)
+        lo, hi, fence = _scale_range(ok, vmin, vmax, log, robust)
+        self._set_colour_scale(ok, lo, hi, fence, cmap, fmt)
         self._add_images()
         self._draw_grid(size)
         self.text_of = _as_formatter(fmt, finite if finite.size else sample, log)
@@ -216,15 +258,17 @@ class LatticePlot:
             self._add_colorbar(ok, label)
 
     def _set_colour_scale(
-        self, ok: np.ndarray, lo: float, hi: float, cmap: str | mcolors.Colormap, fmt: Any
+        self, ok: np.ndarray, lo: float, hi: float, fence: float | None, cmap: str | mcolors.Colormap, fmt: Any
     ) -> None:
-        """Pick the colour map and norm: discrete for few whole numbers (one colour each), else continuous."""
+        """Pick the colour map and norm: discrete for few whole numbers (one colour each), else
+        continuous: linear, logarithmic, or (with a robust ``fence``) linear with a squeezed low tail."""
         log = self.log
         self.integer = bool(
             not log and fmt is None and ok.size and np.all(np.equal(np.mod(ok, 1), 0)) and hi - lo <= 24
         )
         base = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap
         self.cmap = base.with_extremes(bad=BAD_COLOR)
+        self.fence: float | None = None
         if self.integer:  # a discrete scale: one colour per whole number (depth, age on short runs)
             lo, hi = math.floor(lo), math.ceil(hi)
             self.norm: mcolors.Normalize = mcolors.BoundaryNorm(np.arange(lo - 0.5, hi + 1.0, 1.0), self.cmap.N)
@@ -234,7 +278,11 @@ class LatticePlot:
                 lo, hi = lo - pad, hi + pad
                 if log and lo <= 0:
                     lo = hi / 10
-            self.norm = mcolors.LogNorm(lo, hi) if log else mcolors.Normalize(lo, hi)
+            if fence is not None and lo < fence < hi:
+                self.norm = _fenced_norm(lo, fence, hi)
+                self.fence = fence
+            else:
+                self.norm = mcolors.LogNorm(lo, hi) if log else mcolors.Normalize(lo, hi)
         self.lo, self.hi = lo, hi
 
     def _add_images(self) -> None:
@@ -309,13 +357,22 @@ class LatticePlot:
         return pool
 
     def _add_colorbar(self, ok: np.ndarray, label: str | None) -> None:
-        """The colour key: an arrow when values fall below the scale, whole-number or compact ticks."""
+        """The colour key: an arrow when values fall below a given ``vmin``, a break line over a
+        robust scale's squeezed tail, whole-number or compact ticks."""
         lo, hi, log = self.lo, self.hi, self.log
         below = ok.size > 0 and float(np.min(ok)) < lo and not log
         cbar = self.fig.colorbar(self.image, ax=self.ax, shrink=0.9, pad=0.02, extend="min" if below else "neither")
         if label:
             cbar.set_label(label, fontsize=9)
         cbar.ax.tick_params(labelsize=8)
+        if self.fence is not None:
+            # the tail's ticks would pile up in its few colours: label its bottom only, and draw
+            # where the linear part starts
+            linear = [t for t in MaxNLocator(nbins=6).tick_values(self.fence, hi) if self.fence <= t <= hi]
+            cbar.set_ticks([lo, *linear])
+            cbar.ax.minorticks_off()
+            cbar.ax.axhline(self.fence, color="white", linewidth=1.6)
+            cbar.ax.axhline(self.fence, color="#1a1a1a", linewidth=0.8, linestyle=(0, (2, 2)))
         if self.integer:
             cbar.set_ticks(np.arange(lo, hi + 1, max(1, math.ceil((hi - lo + 1) / 12))))
             cbar.ax.minorticks_off()
@@ -431,8 +488,11 @@ def plot_lattice(
 
     Cells below ``fail_below`` (failed candidates: fitness 0) are dark grey with "fail" written,
     NaN cells light grey, so failures do not wash out the colour scale; values below ``vmin``
-    take the lowest colour and the colorbar gets an arrow. ``robust`` starts an automatic scale
-    at a far-out low fence (Q1 - 3 IQR) so one stray low value does not flatten the rest.
+    take the lowest colour and the colorbar gets an arrow. ``robust`` squeezes the values below a
+    far-out low fence (Q1 - 3 IQR of the distinct values) into the bottom eighth of the colours
+    (:data:`ROBUST_TAIL`), so a few stray low values do not flatten the rest; the scale stays
+    strictly increasing, so distinct values keep distinct colours in their order (down to the
+    tolerance :data:`ROBUST_TAIL` documents).
     Whole-number data get a discrete scale. ``master``/``partner`` are (row, col) cells (or lists
     of cells: a round's masters and partners) outlined in red/orange; ``changed`` cells (written this step) get a white corner flag. ``annotate``
     writes each value in its cell (default: only when L <= 12) in black or white by the cell's
@@ -719,7 +779,7 @@ def render_heatmaps(
     for row, values in zip(chosen, frames):
         image = _render(show(row, values), dpi)
         path = out / f"{metric}_step_{row.step:04d}.png"
-        image.save(path, format="PNG")
+        write_atomically(path, lambda handle: image.save(handle, format="PNG"))
         written.append(path)
     if steps == "all":
         gif_path = out / f"{metric}_evolution.gif"
@@ -769,10 +829,10 @@ def _write_gif(frames: Sequence[Path], path: Path, frame_ms: int) -> None:
     durations[-1] = max(frame_ms, 2500)  # hold the final lattice
     first = frame(frames[0])
     rest = [frame(p) for p in frames[1:]]  # palette images: one byte per pixel
-    first.save(
-        path, save_all=True, append_images=rest, duration=durations, loop=0, optimize=False, disposal=1,
-        transparency=255,
-    )
+    write_atomically(path, lambda handle: first.save(
+        handle, format="GIF", save_all=True, append_images=rest, duration=durations, loop=0, optimize=False,
+        disposal=1, transparency=255,
+    ))
 
 
 def _render(fig: Figure, dpi: int) -> Any:
@@ -800,7 +860,7 @@ def render_curves(store: Any, out_dir: str | Path, *, dpi: int = 120) -> list[Pa
         title = "Lattice fitness per step" + (f" ({size}×{size}, {where})" if size else f" ({where})")
         fig = plot_fitness_curves(series["steps"], series["best"], series["mean"], series["worst"], title=title)
         path = out / "fitness_curves.png"
-        fig.savefig(path, dpi=dpi)
+        save_figure(fig, path, dpi)
         fig.clear()
         written.append(path)
     evaluations = store.evaluations()
@@ -812,7 +872,7 @@ def render_curves(store: Any, out_dir: str | Path, *, dpi: int = 120) -> list[Pa
         init = sum(1 for ev in evaluations if ev.step == 0)
         fig = plot_best_vs_trainings(x, best, title=title, init_trainings=init or None)
         path = out / "best_vs_trainings.png"
-        fig.savefig(path, dpi=dpi)
+        save_figure(fig, path, dpi)
         fig.clear()
         written.append(path)
     if not written:

@@ -11,6 +11,32 @@ def fake_score(genome, seed):
             "epochs": 3, "best_epoch": 2, "train_time": 0.001}
 
 
+@pytest.fixture(autouse=True)
+def _private_data_cache(tmp_path_factory, monkeypatch):
+    """Decoded image folders are cached under $ALIFE_NAS_CACHE; tests never touch the user's cache."""
+    monkeypatch.setenv("ALIFE_NAS_CACHE", str(tmp_path_factory.getbasetemp() / "data-cache"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny trainings on a shared 2-core box: one intra-op thread avoids OpenMP barrier stalls when
+    other processes hold a core. Yields the count before; the package itself never changes it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield before
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """The bundled digits data set, loaded once per test module."""
+    from alife_nas.data import load_dataset
+
+    return load_dataset("digits")
+
+
 @pytest.fixture
 def score():
     return fake_score

@@ -36,7 +36,7 @@ def test_budget_alone_lifts_the_step_limit():
 def test_each_strategy_owns_its_options():
     config = SearchConfig.from_options(strategy="regularized", population=8, tournament=3, filters=[16, 32])
     assert config.method == RegularizedOptions(filters=(16, 32), population=8, tournament=3)
-    with pytest.raises(ConfigError, match="population is an option of the regularized strategy, not of neuralfinder"):
+    with pytest.raises(ConfigError, match="population is an option of the regularized( and [a-z]+)* strateg(y|ies), not of neuralfinder"):
         SearchConfig.from_options(population=8)
     with pytest.raises(ConfigError, match="tournament must be between 1 and 4"):
         SearchConfig.from_options(strategy="regularized", population=4, tournament=5)
@@ -93,3 +93,50 @@ def test_round_trip(lattice, radius, torus, ratio, seed):
     config = SearchConfig.from_options(lattice=lattice, radius=radius, torus=torus, ratio=ratio, seed=seed)
     assert SearchConfig.from_dict(config.to_dict()) == config
     assert SearchConfig.from_options(**config.options()) == config
+
+
+# --- edges: every number finite, every value bounded, every message one short line ---------------
+NOT_FINITE = [float("nan"), float("inf"), float("-inf"), 10**400]
+
+
+@pytest.mark.parametrize("name", ["ratio", "conv_prob", "val_size", "lattice", "radius", "seed", "steps", "budget",
+                                  "split_seed", "masters", "workers", "threads", "image_size"])
+@pytest.mark.parametrize("value", NOT_FINITE, ids=["nan", "inf", "-inf", "10**400"])
+def test_no_number_option_takes_nan_inf_or_a_huge_int(name, value):
+    with pytest.raises(ConfigError) as info:
+        SearchConfig.from_options(**{name: value})
+    message = str(info.value)
+    assert message.startswith(f"{name} must be") and "\n" not in message and len(message) < 120, message
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"seed": -1}, "seed must be between 0 and 9223372036854775807, got -1"),
+    ({"seed": 2**63}, "seed must be between 0 and 9223372036854775807"),
+    ({"lattice": 100_000}, "lattice must be between 2 and 256, got 100000"),
+    ({"lattice": 3, "radius": 10**6}, "radius must be between 1 and 3, got 1000000"),
+    ({"lattice": 10**5000}, "lattice must be between 2 and 256, got <a number of about 5,000 digits>"),
+    ({"budget": 10**5000}, "budget must be between 1 and 1000000000000, got <a number of about"),
+    ({"filters": [16, 10**5000]}, "filter counts must be whole numbers in 1..65536, got <a number of about"),
+    ({"filters": None}, None),  # None = not given
+    ({"filters": "16,32"}, "filters must be a list"),
+    ({"master_selection": "x" * 10_000}, r"master_selection must be one of uniform, proportional, got 'xxx.*10,002 ch"),
+    ({"data_dir": "a\0b"}, "data_dir must not contain a NUL character"),
+    ({"dataset": ""}, "dataset must be a non-empty text"),
+    ({"device": "cuda:" + "9" * 5000}, r"device must be auto, cpu, cuda or cuda:N, got 'cuda:999.*5,007 characters"),
+    ({"device": "cpu\n"}, "device must be auto, cpu, cuda or cuda:N"),
+    ({"devices": "cuda:0,cuda:\uff11"}, "devices must name cpu, cuda or cuda:N devices"),
+    ({"ray": "local", "gpus_per_trial": float("nan")}, "gpus_per_trial must be a finite number, got nan"),
+])
+def test_edge_values_are_refused_naming_the_option(options, words):
+    if words is None:
+        assert SearchConfig.from_options(**{k: v for k, v in options.items() if v is not None}) == SearchConfig()
+        return
+    with pytest.raises(ConfigError, match=words) as info:
+        SearchConfig.from_options(**options)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 200
+
+
+def test_the_largest_seed_is_stored_and_read_back():
+    config = SearchConfig.from_options(seed=2**63 - 1)
+    assert SearchConfig.from_dict(config.to_dict()).seed == 2**63 - 1
+    assert SearchConfig.from_options(seed=0.0).seed == 0

@@ -1,12 +1,23 @@
 """Data sets: digits, torchvision formats read from tiny files in the real on-disk layout, errors."""
+import builtins
+import os
 import pickle
+import pickletools
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 from alife_nas.data import DATASETS, DatasetError, expected_files, load_dataset
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Image folders decoded here are cached under the test's own directory, never in ~/.cache."""
+    monkeypatch.setenv("ALIFE_NAS_CACHE", str(tmp_path / "cache"))
 
 
 def check_splits(d, shape, classes, total_train=None):
@@ -54,9 +65,44 @@ def test_unknown_name_lists_valid_names():
 
 
 # --- CIFAR -------------------------------------------------------------------------------------
-def _pickle(path, obj):
+class Python2Pickler(pickle._Pickler):
+    """Writes what Python 2's cPickle wrote for the official CIFAR files: protocol 2, every text a
+    byte string (BINSTRING), numpy's array globals under ``numpy.core``."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def _binstring(self, obj, raw):
+        n = len(raw)
+        self.write((pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack("<i", n)) + raw)
+        self.memoize(obj)
+
+    def save_bytes(self, obj):
+        self._binstring(obj, obj)
+
+    def save_str(self, obj):
+        self._binstring(obj, obj.encode("latin1"))
+
+    def save_global(self, obj, name=None):
+        module = obj.__module__.replace("numpy._core", "numpy.core")
+        self.write(pickle.GLOBAL + f"{module}\n{name or obj.__qualname__}\n".encode())
+        self.memoize(obj)
+
+    dispatch[bytes] = save_bytes
+    dispatch[str] = save_str
+    dispatch[type] = save_global
+
+
+#: How the tiny CIFAR files are written: "python2" like the official files, or a pickle protocol.
+PICKLE_FORMAT = "python2"
+
+
+def _pickle(path, obj, fmt=None):
+    fmt = fmt or PICKLE_FORMAT
     with open(path, "wb") as f:
-        pickle.dump(obj, f)
+        if fmt == "python2":
+            Python2Pickler(f, protocol=2).dump(obj)
+        else:
+            pickle.dump(obj, f, protocol=fmt)
 
 
 def write_cifar10(root, per_batch=4, test=6):
@@ -94,8 +140,9 @@ def test_cifar10_bytes_keys_like_python2_pickles(tmp_path):
     write_cifar10(tmp_path)
     folder = tmp_path / "cifar-10-batches-py"
     with open(folder / "test_batch", "rb") as f:
-        entry = pickle.load(f)
-    _pickle(folder / "test_batch", {k.encode(): v for k, v in entry.items()})
+        entry = pickle.load(f, encoding="bytes")  # how Python 3 sees a Python 2 str: bytes
+    assert all(isinstance(k, bytes) for k in entry)
+    _pickle(folder / "test_batch", entry, fmt=4)  # re-pickled by Python 3 with those bytes keys
     assert len(load_dataset("cifar10", tmp_path).test_y) == 6
 
 
@@ -117,6 +164,77 @@ def test_corrupt_cifar_file_is_a_dataset_error(tmp_path):
     write_cifar10(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
     with pytest.raises(DatasetError, match="data_batch_3"):
+        load_dataset("cifar10", tmp_path)
+
+
+def test_python2_files_use_only_numpy_array_globals(tmp_path):
+    """The writer above makes what the official files hold: the three globals of a numpy array."""
+    write_cifar10(tmp_path)
+    raw = (tmp_path / "cifar-10-batches-py" / "data_batch_1").read_bytes()
+    ops = list(pickletools.genops(raw))
+    assert ops[0][0].name == "PROTO" and ops[0][1] == 2
+    assert {arg for op, arg, _ in ops if op.name == "GLOBAL"} == {
+        "numpy.core.multiarray _reconstruct", "numpy ndarray", "numpy dtype"}
+    assert not any(op.name in ("BINUNICODE", "SHORT_BINUNICODE") for op, _, _ in ops)  # text as Python 2 str
+
+
+@pytest.mark.parametrize("fmt", [2, 3, 4, 5])
+def test_cifar_files_pickled_by_python3_load_at_every_protocol(tmp_path, monkeypatch, fmt):
+    monkeypatch.setattr(sys.modules[__name__], "PICKLE_FORMAT", fmt)
+    batches = write_cifar10(tmp_path)
+    d = load_dataset("cifar10", tmp_path, val_size=2)
+    check_splits(d, (3, 32, 32), 10, total_train=20)
+    first = torch.from_numpy(batches[0][0][0].reshape(3, 32, 32))
+    assert any(torch.equal(x, first) for x in torch.cat([d.train_x, d.val_x]))
+
+
+class Payload:
+    """Pickles as a call of ``func(*args)``: what a crafted pickle runs when it is loaded."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def payloads(marker):
+    """Crafted entries that, unpickled by plain pickle, each create ``marker``."""
+    return {
+        "os.system": Payload(os.system, f"touch '{marker}'"),
+        "builtins.exec": Payload(builtins.exec, f"open({str(marker)!r}, 'w').close()"),
+        "subprocess": Payload(subprocess.call, [sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"]),
+        "numpy method": Payload(np.ndarray.tofile, np.zeros(1), str(marker)),  # numpy, but not an array global
+    }
+
+
+@pytest.mark.parametrize("kind", ["os.system", "builtins.exec", "subprocess", "numpy method"])
+@pytest.mark.parametrize("fmt", [2, 4])
+def test_crafted_cifar_batch_is_refused_and_its_payload_never_runs(tmp_path, kind, fmt):
+    write_cifar10(tmp_path)
+    marker = tmp_path / "pwned"
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    rows = np.zeros((4, 3072), dtype=np.uint8)
+    # The payload hides among real entries, after an array the unpickler has already accepted.
+    _pickle(batch, {"data": rows, "labels": [0, 1, 2, 3], "filenames": [payloads(marker)[kind]]}, fmt)
+    with pytest.raises(DatasetError) as err:
+        load_dataset("cifar10", tmp_path)
+    msg = str(err.value)
+    assert "\n" not in msg and str(batch) in msg and "refused" in msg
+    assert not marker.exists()
+    with open(batch, "rb") as f:  # the file really is hostile: plain pickle runs it
+        pickle.load(f)
+    assert marker.exists()
+
+
+def test_malformed_cifar_arrays_are_one_line(tmp_path):
+    write_cifar10(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    _pickle(folder / "data_batch_2", {"data": np.zeros((4, 100), dtype=np.uint8), "labels": [0, 1, 2, 3]})
+    with pytest.raises(DatasetError, match="data_batch_2.*3072"):
+        load_dataset("cifar10", tmp_path)
+    _pickle(folder / "data_batch_2", {"data": np.zeros((4, 3072), dtype=np.uint8), "labels": [0, 1]})
+    with pytest.raises(DatasetError, match="data_batch_2 holds 4 images but 2 labels"):
         load_dataset("cifar10", tmp_path)
 
 
@@ -142,6 +260,26 @@ def test_mnist_family_tiny_idx_files(tmp_path, name, sub):
     everything = torch.cat([d.train_x, d.val_x])[:, 0]
     i = next(i for i in range(15) if torch.equal(everything[i], torch.from_numpy(images[0])))
     assert torch.cat([d.train_y, d.val_y])[i] == int(labels[0])
+
+
+def test_crafted_mnist_processed_file_is_refused_by_weights_only_load(tmp_path):
+    """torchvision prefers an old MNIST/processed/{training,test}.pt to the raw files; it reads
+    them with torch.load(weights_only=True), so a crafted one is an error, not a payload run."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(4)
+    write_idx(raw, "train", 6, rng)
+    write_idx(raw, "t10k", 3, rng)
+    processed = tmp_path / "MNIST" / "processed"
+    processed.mkdir()
+    marker = tmp_path / "pwned"
+    for name in ("training.pt", "test.pt"):
+        torch.save({"data": payloads(marker)["os.system"]}, processed / name)
+    with pytest.raises(DatasetError) as err:
+        load_dataset("mnist", tmp_path)
+    msg = str(err.value)
+    assert "\n" not in msg and str(processed) in msg and "refused" in msg and "weights_only" not in msg
+    assert not marker.exists()
 
 
 # --- SVHN: .mat files ----------------------------------------------------------------------------
@@ -188,7 +326,7 @@ def test_imagefolder_train_test_subfolders_and_resize(tmp_path):
     assert len(d.test_y) == 4
     mixed = tmp_path / "mixed"
     write_images(mixed, size=lambda i: (6, 6) if i % 2 else (8, 5))
-    with pytest.raises(DatasetError, match="different sizes"):
+    with pytest.raises(DatasetError, match="differ in size.*--image-size"):
         load_dataset(f"imagefolder:{mixed}")
     d = load_dataset(f"imagefolder:{mixed}", image_size=4, val_size=1)
     assert d.input_shape == (3, 4, 4)
@@ -198,7 +336,7 @@ def test_imagefolder_errors(tmp_path):
     with pytest.raises(DatasetError, match="not a directory"):
         load_dataset(f"imagefolder:{tmp_path / 'nope'}")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DatasetError, match="no images found"):
+    with pytest.raises(DatasetError, match="at least two class folders"):
         load_dataset(f"imagefolder:{tmp_path / 'empty'}")
     with pytest.raises(DatasetError, match="imagefolder"):
         load_dataset("digits", image_size=4)

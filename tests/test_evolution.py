@@ -73,6 +73,67 @@ def test_ratio_threshold_matches_formula(y, r):
         assert is_better(x, y, r) == (x > y and (x - y) / y > r)
 
 
+# --- comparing by error rate (ours): (1 - x) < (1 - y)(1 - r) -----------------------------------
+@pytest.mark.parametrize("x, y, better", [
+    (0.51, 0.5, False),        # at 0.5 both rules ask for 0.51; exactly at the threshold is not better
+    (0.5101, 0.5, True),
+    (0.9804, 0.98, False),     # 2% of the error 0.02 is 0.0004: exactly at it (despite float rounding)
+    (0.98041, 0.98, True),     # by accuracy this needs more than 0.9996
+    (0.9803, 0.98, False),
+    (0.98, 0.98, False),
+    (0.97, 0.98, False),
+    (0.01, 0.0, False),        # unlike by accuracy, no free pass against 0: the error must fall by 2%
+    (0.03, 0.0, True),
+    (1.0, 0.999, True),
+    (1.0, 1.0, False),         # nothing beats a perfect score
+])
+def test_error_rate_threshold(x, y, better):
+    assert is_better(x, y, 0.02, "error") is better
+
+
+@given(st.floats(0, 0.99), st.floats(0, 0.5), st.floats(0, 1))
+def test_error_rate_threshold_matches_formula_away_from_the_edge(y, r, x):
+    threshold = 1 - (1 - y) * (1 - r)
+    if abs(x - threshold) > 1e-6:
+        assert is_better(x, y, r, "error") == ((1 - x) < (1 - y) * (1 - r))
+
+
+def test_the_default_comparison_is_the_seeds_and_an_unknown_one_is_refused():
+    assert EvolutionConfig().better_by == "accuracy"
+    for x, y in ((0.9804, 0.98), (0.51, 0.5), (0.1, 0.0), (0.99, 0.98)):
+        seeds = x > y and (y == 0 or (x - y) / y > 0.02 + 1e-9)
+        assert is_better(x, y, 0.02) == is_better(x, y, 0.02, "accuracy") == seeds
+    with pytest.raises(ValueError, match="better_by"):
+        is_better(0.9, 0.5, 0.02, "loss")
+    with pytest.raises(ValueError, match="better_by"):
+        EvolutionConfig(better_by="loss")
+
+
+@pytest.mark.parametrize("better_by, outcome", [("accuracy", Outcome.NO_CHANGE), ("error", Outcome.REPLACE_BOTH)])
+def test_near_the_top_only_the_error_rule_lets_a_better_child_in(better_by, outcome):
+    config = EvolutionConfig(lattice=5, better_by=better_by)
+    lat = fixed_lattice(config, 0.98)
+    before = lat.to_dict()
+    ev = ByOperator([0.97, 0.985, 0.98, 0.96, 0.9], mutant=0.95)  # 0.985 < 0.98 * 1.02, yet a quarter less error
+    record = evolve_step(lat, config, np.random.default_rng(4), ev, step=1)
+    assert record.outcome == outcome.value and record.best_index == 1
+    if better_by == "accuracy":
+        assert lat.to_dict() == before and record.mutants == []
+    else:  # both s1 and s2 (also 0.98) are beaten: the partner is replaced too, and two mutants spread
+        assert all(lat.fitness[c] == 0.985 for c in record.replaced) and len(record.mutants) == 2
+
+
+def test_the_error_rule_decides_the_partner_too():
+    # master 0.90 (error 0.10), partner 0.98 (error 0.02): 0.95 halves the master's error, not the partner's
+    config = EvolutionConfig(lattice=5, better_by="error")
+    lat = fixed_lattice(config, 0.98)
+    probe = np.random.default_rng(6)
+    s1 = lat.pick_master(probe)
+    lat.fitness[s1] = 0.90
+    record = evolve_step(lat, config, np.random.default_rng(6), ByOperator([0.95, 0.1, 0.1, 0.1, 0.1]), step=2)
+    assert record.master == s1 and record.outcome == Outcome.REPLACE_MASTER.value and record.replaced == [s1]
+
+
 def test_initialisation_fills_and_scores_every_cell():
     config = EvolutionConfig(lattice=4)
     calls = []

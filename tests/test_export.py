@@ -10,6 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alife_nas import export as ex
 from alife_nas.genome import parse_genome, parse_tuple_form
@@ -220,3 +222,117 @@ def test_export_text_and_check_target(tmp_path) -> None:
         ex.check_target("markdown", tmp_path)
     ex.check_target("pytorch", tmp_path / "new-folder")  # neither exists yet: fine
     ex.check_target("json", tmp_path / "new.json")
+
+
+# --- where an export may write ----------------------------------------------------------------------
+def make_run_dir(path: Path) -> Path:
+    path.mkdir(parents=True)
+    for name in ex.RUN_FILES:
+        (path / name).write_text(name)
+    return path
+
+
+def test_safe_target_never_writes_over_the_run_even_with_force(tmp_path) -> None:
+    run = make_run_dir(tmp_path / "run")
+    for name in ex.RUN_FILES:
+        for force in (False, True):
+            with pytest.raises(ValueError, match=f"run's own {name}"):
+                ex.safe_target(run / name, run, folder=False, force=force)
+    (tmp_path / "elsewhere.md").symlink_to(run / "run.sqlite")  # a link from outside into the run
+    with pytest.raises(ValueError, match="run's own run.sqlite"):
+        ex.safe_target(tmp_path / "elsewhere.md", run, folder=False, force=True)
+    with pytest.raises(ValueError, match="run directory itself"):
+        ex.safe_target(run, run, folder=True, files=["rank_1.py"])
+    assert ex.safe_target(run / "top.md", run, folder=False) == (run / "top.md").resolve()
+
+
+def test_safe_target_asks_for_force_and_refuses_empty_and_wrong_kinds(tmp_path) -> None:
+    run = make_run_dir(tmp_path / "run")
+    (tmp_path / "top.md").write_text("mine")
+    with pytest.raises(ValueError, match="already exists; add --force"):
+        ex.safe_target(tmp_path / "top.md", run, folder=False)
+    assert ex.safe_target(tmp_path / "top.md", run, folder=False, force=True) == (tmp_path / "top.md").resolve()
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / "rank_2.py").write_text("")
+    with pytest.raises(ValueError, match="rank_2.py already exists"):
+        ex.safe_target(tmp_path / "nets", run, folder=True, files=["rank_1.py", "rank_2.py"])
+    ex.safe_target(tmp_path / "nets", run, folder=True, files=["rank_1.py", "rank_2.py"], force=True)
+    ex.safe_target(tmp_path / "nets", run, folder=True, files=["rank_3.py"])  # an existing folder is fine
+    for empty in ("", "  "):
+        with pytest.raises(ValueError, match="empty path"):
+            ex.safe_target(empty, run, folder=False)
+    with pytest.raises(ValueError, match="is a folder"):
+        ex.safe_target(tmp_path / "nets", run, folder=False)
+    with pytest.raises(ValueError, match="is a file"):
+        ex.safe_target(tmp_path / "top.md", run, folder=True, files=["rank_1.py"])
+    (tmp_path / "nets" / "rank_1.py").mkdir()
+    with pytest.raises(ValueError, match="is a folder; it cannot be written"):
+        ex.safe_target(tmp_path / "nets", run, folder=True, files=["rank_1.py"], force=True)
+    assert ex.safe_target(tmp_path / "free", None, folder=True, files=["model.py"]) == (tmp_path / "free").resolve()
+
+
+def test_safe_target_follows_no_link_out_of_the_run_directory(tmp_path) -> None:
+    run = make_run_dir(tmp_path / "run")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (run / "export-pytorch").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ValueError, match="symbolic link out of the run directory"):
+        ex.safe_target(run / "export-pytorch", run, folder=True, files=["rank_1.py"], force=True)
+    (run / "top.md").symlink_to(outside / "top.md")
+    with pytest.raises(ValueError, match="symbolic link out of the run directory"):
+        ex.safe_target(run / "top.md", run, folder=False, force=True)
+    (run / "nets").mkdir()
+    (run / "nets" / "rank_1.py").symlink_to(outside / "victim.py")
+    with pytest.raises(ValueError, match="symbolic link out of the run directory"):
+        ex.safe_target(run / "nets", run, folder=True, files=["rank_1.py"], force=True)
+    assert list(outside.iterdir()) == []
+    inner = run / "inner-link"
+    inner.symlink_to(run / "nets", target_is_directory=True)  # a link that stays inside is fine
+    assert ex.safe_target(inner, run, folder=True, files=["rank_2.py"]) == (run / "nets").resolve()
+
+
+# --- trained-model files ----------------------------------------------------------------------------
+def test_model_files_and_model_shape() -> None:
+    assert ex.model_files("rank-3", "pytorch") == ["rank_3.py"]
+    assert ex.model_files("rank-3", "pytorch", trained=True) == ["rank_3.py", "rank_3.pt"]
+    assert ex.model_files("rank-3", "onnx", trained=True) == ["rank_3.onnx"]
+    with pytest.raises(ValueError, match="not a model export format"):
+        ex.model_files("rank-3", "json")
+    assert ex.model_shape({"input_shape": [1, 8, 8], "num_classes": 3, "classes": ["a", "b", "c"]}) == (
+        (1, 8, 8), 3, ["a", "b", "c"])
+    assert ex.model_shape({"input_shape": [3, 32, 32], "num_classes": 10, "classes": None})[2] is None
+    for info, needle in [
+        (None, "does not record"),
+        ({"input_shape": [1, 8], "num_classes": 3}, "input shape"),
+        ({"input_shape": [1, 8, "8"], "num_classes": 3}, "input shape"),
+        ({"input_shape": [1, 8, 8], "num_classes": "x"}, "number of classes 'x'"),
+        ({"input_shape": [1, 8, 8], "num_classes": True}, "number of classes"),
+        ({"input_shape": [1, 8, 8], "num_classes": 3, "classes": ["a"]}, "class names"),
+    ]:
+        with pytest.raises(ValueError, match=needle):
+            ex.model_shape(info)
+
+
+def test_trained_source_embeds_the_card_and_checks_it() -> None:
+    card = ex.ModelCard(classes=("cat", "dog"), mean=(1.5, 2.5, 3.5), scale=(255.0,) * 3, weights_file="rank_1.pt",
+                        metadata={"genome": "16-M", "test_accuracy": 0.75, "seed": 1, "dataset": "pets",
+                                  "val_accuracy": float("nan")})
+    src = ex.pytorch_source("16-M", (3, 8, 8), 2, "rank-1", card=card)
+    namespace: dict = {}
+    exec(compile(src, "rank_1.py", "exec"), namespace)  # noqa: S102 - our own generated file
+    assert namespace["CLASSES"] == ["cat", "dog"] and namespace["MEAN"] == (1.5, 2.5, 3.5)
+    assert namespace["WEIGHTS"] == "rank_1.pt" and namespace["METADATA"]["test_accuracy"] == 0.75
+    assert namespace["METADATA"]["val_accuracy"] is None  # not-a-number written as None
+    assert {"load", "predict", "predict_proba", "normalize", "logits", "build"} <= set(namespace)
+    assert "test accuracy 0.7500" in src and "seed 1" in src
+    with pytest.raises(ValueError, match="does not fit"):
+        ex.pytorch_source("16-M", (3, 8, 8), 10, "rank-1", card=card)
+    assert "UNTRAINED" in ex.pytorch_source("16-M", (3, 8, 8), 2, "rank-1")
+
+
+@given(st.text(max_size=30))
+def test_any_name_gives_importable_files_with_one_stem(name: str) -> None:
+    py, pt = ex.model_files(name, "pytorch", trained=True)
+    [onnx] = ex.model_files(name, "onnx")
+    stem = py[:-3]
+    assert stem.isidentifier() and pt == stem + ".pt" and onnx == stem + ".onnx"

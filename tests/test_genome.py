@@ -4,13 +4,19 @@ from hypothesis import strategies as st
 
 from alife_nas.genome import (
     DEFAULT_FILTERS,
+    MAX_FILTERS,
+    MAX_GENOME_LAYERS,
+    MAX_GENOME_TEXT,
     Conv,
     Genome,
     GenomeParseError,
     MaxPool,
     format_tuple_form,
+    normalize_filters,
     parse_genome,
     parse_tuple_form,
+    shorten,
+    shown,
 )
 
 layers = st.one_of(st.sampled_from(DEFAULT_FILTERS).map(Conv), st.just(MaxPool()))
@@ -112,3 +118,116 @@ def test_genome_rejects_bad_layers():
         Genome((Conv(0),))
     with pytest.raises(TypeError):
         Genome(("conv",))
+
+
+# --- edges: whitespace, limits, short messages ----------------------------------------------------
+UNICODE_SPACES = ["\u00a0", "\u2003", "\u3000", "\t", "\n", " ", "\u202f"]
+
+
+@given(genomes, st.lists(st.sampled_from(UNICODE_SPACES), min_size=1, max_size=6), st.data())
+def test_unicode_whitespace_around_layers_is_ignored_in_both_forms(g, spaces, data):
+    tokens = str(g).split("-")
+    pads = [data.draw(st.sampled_from(["", *spaces])) for _ in range(2 * len(tokens))]
+    text = "-".join(pads[2 * i] + t + pads[2 * i + 1] for i, t in enumerate(tokens))
+    assert parse_genome(text) == g
+    tuple_text = format_tuple_form(g).replace(" ", data.draw(st.sampled_from(spaces)))
+    assert parse_tuple_form(tuple_text)[2] == g
+
+
+def test_whitespace_inside_a_count_and_look_alikes_are_refused_and_shown():
+    for text, shown_as in [("3\u00a02-M", r"'3\xa02'"), ("32\u200b-M", r"'32\u200b'"), ("\uff13\uff12-M", "'３２'")]:
+        with pytest.raises(GenomeParseError) as info:
+            parse_genome(text)
+        assert shown_as in str(info.value) and "layer 1" in str(info.value)
+
+
+def test_the_largest_genome_read_parses_and_one_more_layer_is_refused():
+    layers = ["16", "32"] * (MAX_GENOME_LAYERS // 2 - 1) + ["M", "64"]
+    assert len(parse_genome("-".join(layers))) == MAX_GENOME_LAYERS
+    bare = "[" + ", ".join(["('conv', [('nb_filter', 65536)])"] * MAX_GENOME_LAYERS) + "]"
+    assert len(bare) < MAX_GENOME_TEXT and len(parse_genome(bare)) == MAX_GENOME_LAYERS
+    for text in ["-".join(layers + ["M"]), bare[:-1] + ", ('maxp', [('pool_size', 2)])]"]:
+        with pytest.raises(GenomeParseError, match=f"{MAX_GENOME_LAYERS + 1:,} layers"):
+            parse_genome(text)
+
+
+HOSTILE = {
+    "1 MB compact": "16-" * 333_333 + "M",
+    "1 MB tuple form": "[" + "('conv', [('nb_filter', 16)]), " * 32_000 + "]",
+    "100,000 brackets": "(" * 100_000,
+    "100,000 list brackets": "[" * 50_000 + "]" * 50_000,
+    "minus chain": "[" + "-" * 100_000 + "1]",
+    "plus chain": "[" + "1+" * 100_000 + "1]",
+    "not chain": "[" + "not " * 20_000 + "1]",
+    "6 levels": "[[[[[[('conv', [('nb_filter', 16)])]]]]]]",
+    "5,000-digit count": "16-" + "9" * 5000 + "-M",
+    "5,000-digit tuple count": "[('conv', [('nb_filter', " + "9" * 5000 + ")])]",
+    "count over the maximum": f"16-{MAX_FILTERS + 1}-M",
+    "tuple count over the maximum": f"[('conv', [('nb_filter', {MAX_FILTERS + 1})])]",
+    "100 kB token": "16-" + "x" * 100_000 + "-M",
+    "100 kB string layer": "['" + "a" * 100_000 + "']",
+    "NaN score": "('a', 'nan', [('conv', [('nb_filter', 16)])])",
+    "infinite score": "('a', 1e999, [('conv', [('nb_filter', 16)])])",
+    "huge score": "('a', " + "9" * 400 + ", [('conv', [('nb_filter', 16)])])",
+    "unhashable": "[{[1]: 2}]",
+    "10,000 empty layers": "-" * 10_000,
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_genome_text_is_one_short_line(name):
+    with pytest.raises(GenomeParseError) as info:
+        parse_genome(HOSTILE[name])
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 250, message
+
+
+def test_refused_counts_are_named():
+    with pytest.raises(GenomeParseError, match="5,000-digit filter count at character 4"):
+        parse_genome(HOSTILE["5,000-digit count"])
+    with pytest.raises(GenomeParseError, match=f"{MAX_FILTERS + 1} filters"):
+        parse_genome(HOSTILE["count over the maximum"])
+    with pytest.raises(GenomeParseError, match="nested 100,000 brackets deep"):
+        parse_genome(HOSTILE["100,000 brackets"])
+    with pytest.raises(GenomeParseError, match="longer than the 500,000 read"):
+        parse_genome(HOSTILE["1 MB compact"])
+    with pytest.raises(ValueError, match=f"1..{MAX_FILTERS}, got <a number of about 5,000 digits>"):
+        Genome((Conv(10**5000),))
+
+
+def test_shorten_keeps_the_ends_of_a_long_genome_and_says_its_length():
+    long = "-".join(["16", "32"] * 4999 + ["M", "64"])
+    short = shorten(long)
+    assert short.startswith("16-32-") and short.endswith("-32-M-64 (10,000 layers)") and "-...-" in short
+    assert shorten("32-M") == "32-M"
+    assert shorten("x" * 1000, 21) == "xxxxxxxxx...xxxxxxxxx (1,000 characters)"
+    assert shorten("a-long-hyphenated-name-of-something-that-is-not-a-genome-at-all").endswith("(63 characters)")
+
+
+@given(st.text(max_size=400), st.integers(10, 120))
+def test_shorten_is_one_line_of_bounded_length(text, limit):
+    short = shorten(text, limit)
+    assert "\n" not in short and len(short) <= limit + len(" (1,000,000 characters)")
+    if len(" ".join(text.split())) <= limit:
+        assert short == " ".join(text.split())
+
+
+def test_shown_never_fails_on_huge_values():
+    assert shown(10**5000) == "<a number of about 5,000 digits>"
+    assert shown(10**400) == "<a number of 401 digits>"
+    assert shown([10**5000]) == "<a list too large to show>"
+    assert shown("32") == "'32'"
+
+
+@pytest.mark.parametrize("filters, words", [
+    ([16, 10**400], "got <a number of 401 digits>"),
+    ([16, 10**5000], "got <a number of about 5,000 digits>"),
+    ([16, float("nan")], "got nan"),
+    ([16, float("inf")], "got inf"),
+    ([16, MAX_FILTERS + 1], f"got {MAX_FILTERS + 1}"),
+    (None, "filters must be a list"),
+    ("16,32", "filters must be a list"),
+])
+def test_filter_sets_are_refused_with_short_messages(filters, words):
+    with pytest.raises(ValueError, match=words):
+        normalize_filters(filters)

@@ -171,3 +171,48 @@ def test_one_master_of_a_round_draws_like_pick_master():
     lat = filled(6)
     a, b = np.random.default_rng(9), np.random.default_rng(9)
     assert [lat.pick_masters(a, 1) for _ in range(20)] == [[lat.pick_master(b)] for _ in range(20)]
+
+
+# --- edges: any radius, bad geometry -------------------------------------------------------------
+def square_by_distance(size, radius, torus, cell):
+    """The neighbourhood by its definition: every other cell within Chebyshev distance d (wrapped on a torus)."""
+    hood = []
+    for r in range(size):
+        for c in range(size):
+            dr, dc = abs(r - cell[0]), abs(c - cell[1])
+            if torus:
+                dr, dc = min(dr, size - dr), min(dc, size - dc)
+            if (r, c) != cell and max(dr, dc) <= radius:
+                hood.append((r, c))
+    return hood
+
+
+@given(st.integers(2, 9), st.integers(1, 25), st.booleans(), st.data())
+def test_neighbourhood_of_any_radius_is_the_square_by_definition(size, radius, torus, data):
+    cell = (data.draw(st.integers(0, size - 1)), data.draw(st.integers(0, size - 1)))
+    assert Lattice(size, radius, torus).neighbours(cell) == square_by_distance(size, radius, torus, cell)
+
+
+@pytest.mark.parametrize("torus", [True, False])
+def test_a_radius_far_beyond_the_lattice_is_the_whole_lattice_at_once(torus):
+    lattice = filled(16, radius=10**9, torus=torus)
+    everything = list(lattice.cells())
+    assert lattice.neighbours((3, 5)) == [cell for cell in everything if cell != (3, 5)]
+    assert lattice.area((0, 0)) == everything
+    rng = np.random.default_rng(0)
+    assert lattice.pick_partner(rng, (0, 0)) in everything
+    assert len(lattice.pick_masters(rng, 4)) == 1  # every area is the whole lattice
+    big = Lattice(256, 10**6)
+    assert len(big.neighbours((0, 0))) == 256 * 256 - 1
+
+
+@pytest.mark.parametrize("size, radius, words", [
+    (1, 1, "lattice size must be at least 2"),
+    (2.5, 1, "lattice size must be a whole number"),
+    (True, 1, "lattice size must be a whole number"),
+    (3, 0, "neighbourhood radius must be at least 1"),
+    (3, float("inf"), "neighbourhood radius must be a whole number"),
+])
+def test_bad_geometry_names_the_value(size, radius, words):
+    with pytest.raises(ValueError, match=words):
+        Lattice(size, radius)

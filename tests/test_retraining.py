@@ -4,7 +4,8 @@ from click.testing import CliRunner
 
 from alife_nas.cli import main
 from alife_nas.config import SearchConfig
-from alife_nas.retraining import make_trainer, retrain
+from alife_nas.retraining import Retraining, make_trainer, retrain
+from alife_nas.training import TrainResult
 
 
 @pytest.fixture(scope="module")
@@ -35,3 +36,25 @@ def test_the_train_command_uses_the_same_policy_and_defaults(trainer):
     reported = json.loads(result.output)
     assert reported["preset"] == SearchConfig().training.preset  # the search's default recipe
     assert reported["test_accuracy"] == retrain("16-M-32", trainer, seeds=1).test_accuracy
+
+
+def test_retraining_keeps_the_best_seed_by_validation(trainer):
+    done = retrain("8-M", trainer, seeds=2, keep_weights=True)
+    best = max(done.results, key=lambda r: r.val_accuracy)  # max: the first seed of equals
+    assert done.best is best and best.weights is not None
+    assert [r.weights is None for r in done.results] == [r is not best for r in done.results]
+    assert retrain("8-M", trainer, seeds=1).results[0].weights is None  # nothing kept unless asked
+
+
+def _result(seed: int, val: float, failure: str | None = None) -> TrainResult:
+    return TrainResult(genome="8-M", fitness=0.0 if failure else val, val_accuracy=val, test_accuracy=0.5,
+                       best_epoch=1, epochs=1, train_time=0.1, images_per_sec=1.0, params=1, flops=1,
+                       effective_layers="8-M", failure=failure, seed=seed)
+
+
+def test_best_is_the_first_of_equal_seeds_by_validation_and_none_when_all_failed():
+    a, b, c = _result(0, 0.8), _result(1, 0.8), _result(2, 0.9)
+    assert Retraining("8-M", (a, b)).best is a
+    assert Retraining("8-M", (a, c, b)).best is c
+    failed = _result(3, 1.0, failure="out of memory")  # got far before it failed: still never kept
+    assert Retraining("8-M", (failed, a)).best is a and Retraining("8-M", (failed,)).best is None

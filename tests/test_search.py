@@ -137,6 +137,8 @@ def make_v1(run_dir):
         conn.execute("UPDATE config SET body = ?", (json.dumps(flat),))
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
         conn.execute("DELETE FROM meta WHERE key = 'dataset_info'")
+        conn.execute("ALTER TABLE evaluations DROP COLUMN history")  # added by schema 3
+        conn.execute("DROP TABLE samples")
         for step, lattice in conn.execute("SELECT step, snapshot FROM steps").fetchall():
             conn.execute("UPDATE steps SET strategy_state = ? WHERE step = ?",
                          (json.dumps({"lattice": json.loads(lattice)}), step))
@@ -151,9 +153,28 @@ def test_a_run_of_version_0_1_is_read_and_resumed_exactly(tmp_path, score):
         assert store.schema_version == 1 and store.config.method.lattice == 3 and store.config.seed == 2
         assert store.dataset_info == {"input_shape": [1, 8, 8], "num_classes": 10, "classes": None}
     with Search.open(tmp_path / "old", score=score, steps=6) as search:
-        assert search.store.schema_version == 2
+        assert search.store.schema_version == 3
         search.run()
     assert history(tmp_path / "old") == history(tmp_path / "whole")
     with RunStore.open(tmp_path / "old") as store:
         assert store.last_step().strategy_state == {}  # the lattice is no longer repeated there
         assert [e["kind"] for e in store.events()][:1] == ["upgrade"]
+
+
+def test_a_run_of_version_0_2_is_read_and_resumed_exactly(tmp_path, score):
+    run_to_end(tmp_path / "whole", SearchConfig.from_options(lattice=3, steps=4, seed=3), score)
+    run_to_end(tmp_path / "old", SearchConfig.from_options(lattice=3, steps=2, seed=3), score)
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "old" / "run.sqlite")  # schema 2: no curves, no samples table
+    with conn:
+        conn.execute("ALTER TABLE evaluations DROP COLUMN history")
+        conn.execute("DROP TABLE samples")
+        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    conn.close()
+    with RunStore.open(tmp_path / "old", readonly=True) as store:
+        assert store.schema_version == 2 and all(e.history == () for e in store.evaluations())
+    with Search.open(tmp_path / "old", score=score, steps=4) as search:
+        assert search.store.schema_version == 3
+        search.run()
+    assert history(tmp_path / "old") == history(tmp_path / "whole")

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import alife_nas.training as training
-from alife_nas.data import load_dataset
 from alife_nas.model import GenomeNet
 from alife_nas.training import (
     PRESETS,
@@ -18,21 +17,7 @@ from alife_nas.training import (
     make_settings,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny trainings on a shared 2-core box: one intra-op thread avoids OpenMP barrier stalls
-    # when other processes hold a core (3x faster here). The package never changes the count;
-    # test_deterministic_at_default_threads runs with it restored.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield before
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny trainings, shared cores
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +60,8 @@ def test_same_seed_same_result_and_caller_rng_untouched(fast):
     assert c.failure is None and c.seed == 8
 
 
-def test_deterministic_at_default_threads(digits, one_thread):
-    torch.set_num_threads(one_thread)
+def test_deterministic_at_default_threads(digits, one_torch_thread):
+    torch.set_num_threads(one_torch_thread)
     try:
         trainer = Trainer(digits, make_settings("fast", max_epochs=1))
         a, b = trainer.train("8-M", seed=4), trainer.train("8-M", seed=4)

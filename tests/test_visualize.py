@@ -1,12 +1,17 @@
 """Picture functions on plain data: lattice heatmaps, curves, frames and GIFs (headless)."""
 from __future__ import annotations
 
+import errno
 import math
+import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -122,17 +127,70 @@ def test_failed_cells_are_painted_over_and_explained_in_the_legend() -> None:
     assert "failed (fitness 0)" in [t.get_text() for t in ax.get_legend().get_texts()]
 
 
-def test_robust_scale_keeps_one_stray_low_value_from_flattening_the_rest() -> None:
+def test_robust_scale_keeps_stray_low_values_from_flattening_the_rest() -> None:
     values = np.linspace(0.93, 0.98, 81).reshape(9, 9)
     values[1, 8] = 0.705
     plain = viz.plot_lattice(values).axes[0].images[0].norm
     robust_fig = viz.plot_lattice(values, robust=True)
     robust = robust_fig.axes[0].images[0].norm
-    assert plain.vmin == pytest.approx(0.705)
-    assert 0.705 < robust.vmin < 0.93 and robust.vmax == pytest.approx(0.98)
-    assert robust_fig.axes[0].images[0].colorbar.extend == "min"  # an arrow for what lies below
+    assert plain.vmin == pytest.approx(0.705) and float(plain(0.93)) > 0.8  # the rest share under a fifth
+    # robust: the stray value keeps the bottom colour, the rest get all but the squeezed tail ...
+    assert float(robust(0.705)) == 0.0 and float(robust(0.98)) == 1.0
+    assert float(robust(0.98)) - float(robust(0.93)) > 0.35 > float(plain(0.98)) - float(plain(0.93))
+    # ... and the colorbar labels the tail's bottom and marks where its linear part starts
+    colorbar = robust_fig.axes[1]
+    assert colorbar.get_yticks()[0] == pytest.approx(0.705) and len(colorbar.lines) == 2
+    assert all(0.705 < line.get_ydata()[0] < 0.93 for line in colorbar.lines)
+    values[4, 4] = 0.6  # a second stray keeps its own colour too
+    colours = viz.plot_lattice(values, robust=True).axes[0].images[0].to_rgba(np.array([0.6, 0.705, 0.93]))
+    assert len({tuple(c) for c in colours}) == 3
     wide = np.linspace(0.1, 0.9, 81).reshape(9, 9)  # a genuinely wide spread is left alone
-    assert viz.plot_lattice(wide, robust=True).axes[0].images[0].norm.vmin == pytest.approx(0.1)
+    norm = viz.plot_lattice(wide, robust=True).axes[0].images[0].norm
+    assert type(norm) is mcolors.Normalize and norm.vmin == pytest.approx(0.1)
+
+
+def test_many_equal_cells_do_not_merge_the_colours_below_them() -> None:
+    # Issue 11: a 3x3 single-step heatmap where most cells share .900 drew .726 and .760 alike,
+    # because the quartiles of the cells collapsed onto .900 and fenced off everything below it.
+    values = np.array([[0.9, 0.9, 0.9], [0.9, 0.726, 0.9], [0.76, 0.9, 0.92]])
+    for robust in (True, False):
+        image = viz.plot_lattice(values, robust=robust, fail_below=1e-12).axes[0].images[0]
+        low, high, most, top = image.to_rgba(np.array([0.726, 0.76, 0.9, 0.92]))
+        assert len({tuple(low), tuple(high), tuple(most), tuple(top)}) == 4
+        assert viz._luminance(low) < viz._luminance(high) < viz._luminance(most) < viz._luminance(top)
+    many = np.full((9, 9), 0.95)  # the same with enough distinct values for a robust fence
+    many[0, :8] = np.linspace(0.94, 0.98, 8)
+    many[4, 4], many[5, 5] = 0.726, 0.760
+    image = viz.plot_lattice(many, robust=True, fail_below=1e-12).axes[0].images[0]
+    assert len({tuple(c) for c in image.to_rgba(np.array([0.726, 0.76, 0.94, 0.95]))}) == 4
+
+
+#: Lattice values as the heatmaps get them: accuracies with many ties, a few failures (0) and gaps.
+_LATTICES = hnp.arrays(
+    float, hnp.array_shapes(min_dims=2, max_dims=2, min_side=2, max_side=9),
+    elements=st.one_of(st.sampled_from([0.0, 0.726, 0.76, 0.9, 0.9, 0.95, float("nan")]),
+                       st.floats(0.0, 1.0, allow_nan=False)),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(values=_LATTICES, robust=st.booleans())
+def test_the_colour_scale_keeps_order_and_tells_apart_values_beyond_its_tolerance(values, robust) -> None:
+    image = viz.plot_lattice(values, robust=robust, fail_below=1e-12, annotate=False, colorbar=False).axes[0].images[0]
+    shown = np.unique(values[np.isfinite(values) & (values >= 1e-12)])  # failures and gaps are drawn apart
+    if shown.size < 2:
+        return
+    positions = np.asarray(image.norm(shown), dtype=float)
+    colours = image.to_rgba(shown)
+    assert np.all(np.diff(positions) >= 0)  # the order is kept
+    # The documented tolerance (visualize.ROBUST_TAIL): 256 colours, so values 1/128 of the
+    # range apart differ on a linear scale, and 1/(128 * ROBUST_TAIL) of it in a squeezed tail.
+    span = shown[-1] - shown[0]
+    tolerance = span / 128 / (viz.ROBUST_TAIL if robust else 1.0)
+    integer = isinstance(image.norm, mcolors.BoundaryNorm)  # whole numbers: one colour each
+    for (a, b), (ca, cb) in zip(zip(shown, shown[1:]), zip(colours, colours[1:])):
+        if b - a >= tolerance or integer:
+            assert tuple(ca) != tuple(cb), (a, b)
 
 
 def test_whole_numbers_get_a_discrete_scale() -> None:
@@ -334,3 +392,43 @@ def test_lattice_plot_markers_take_one_cell_or_a_list() -> None:
     assert [t.get_text() for t in plot.ax.get_legend().get_texts()] == ["partner (2, 3)", "master (2, 2)"]
     plot.update(np.full((6, 6), 0.5), master=[], partner=None)
     assert len(_rectangles(plot.fig)) == 0 and plot.ax.get_legend() is None
+
+
+def _full_disk_after(monkeypatch, cls, method: str, formats: tuple[str, ...]) -> None:
+    """``cls.method`` writes its file, then the disk is full: a cut-off file and ENOSPC."""
+    real = getattr(cls, method)
+
+    def save(self, fp, *args, **kwargs):
+        real(self, fp, *args, **kwargs)
+        if str(kwargs.get("format", "")).lower() in formats:
+            fp.truncate(fp.tell() // 2)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cls, method, save)
+
+
+def test_a_full_disk_leaves_no_partial_heatmap_or_gif(tmp_path, monkeypatch) -> None:
+    from PIL import Image as PILImage
+
+    store = PlainStore(size=3, steps=2)
+    _full_disk_after(monkeypatch, PILImage.Image, "save", ("png",))
+    with pytest.raises(OSError) as caught:
+        viz.render_heatmaps(store, tmp_path / "png")
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(tmp_path / "png" / "fitness_step_0002.png")
+    assert os.listdir(tmp_path / "png") == []
+    monkeypatch.undo()
+    _full_disk_after(monkeypatch, PILImage.Image, "save", ("gif",))
+    with pytest.raises(OSError, match="No space left"):
+        viz.render_heatmaps(store, tmp_path / "gif", steps="all", dpi=40)
+    # the frames before the GIF are whole; the GIF is not there at all
+    assert sorted(os.listdir(tmp_path / "gif")) == [f"fitness_step_{i:04d}.png" for i in range(3)]
+    assert all(PILImage.open(tmp_path / "gif" / name).size for name in os.listdir(tmp_path / "gif"))
+
+
+def test_a_full_disk_leaves_no_partial_curve(tmp_path, monkeypatch) -> None:
+    _full_disk_after(monkeypatch, Figure, "savefig", ("png",))
+    with pytest.raises(OSError) as caught:
+        viz.render_curves(PlainStore(size=3, steps=2), tmp_path)
+    assert caught.value.filename == str(tmp_path / "fitness_curves.png") and os.listdir(tmp_path) == []
+
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -18,6 +19,8 @@ except ModuleNotFoundError:  # pragma: no cover - exercised on Python 3.10 only
 
 from alife_nas.config import ConfigError, SearchConfig
 from alife_nas.executors import ExecutorError
+from alife_nas.files import ENVIRONMENT_ERRNOS, describe_os_error
+from alife_nas.genome import MAX_FILTERS, shown
 from alife_nas.settings import PRESETS
 from alife_nas.store import RunStore, RunStoreError
 from alife_nas.strategies import STRATEGIES
@@ -53,12 +56,17 @@ def _config_value(path: Path, key: str, value: Any, flag: bool) -> Any:
     """A config-file value as the command line would give it, so click checks it the same way."""
     if flag:
         if not isinstance(value, bool):
-            raise click.BadParameter(f"config file {path}: {key} must be true or false, got {value!r}")
+            raise click.BadParameter(f"config file {path}: {key} must be true or false, got {shown(value)}")
         return value
-    if isinstance(value, list) and all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value):
+    if isinstance(value, list):
+        if not all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value):
+            raise click.BadParameter(f"config file {path}: {key} must be a list of numbers, got {shown(value)}")
         return ",".join(str(v) for v in value)  # filters = [16, 32] -> "16,32"
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise click.BadParameter(f"config file {path}: {key} must be a single value, got {value!r}")
+        raise click.BadParameter(f"config file {path}: {key} must be a single value (a number or a text), "
+                                 f"got {shown(value)}")
+    if "\0" in str(value):  # no command line can hold one, and click's path checks fail on it
+        raise click.BadParameter(f"config file {path}: {key} must not contain a NUL character")
     return str(value)  # parsed by the option's own type: "3.9" for an integer option is refused
 
 
@@ -67,8 +75,13 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
     if not value:
         return value
     path = Path(value)
+    most = 1_000_000  # bytes: option values are a few lines; this bounds what a wrong file costs
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(most + 1)  # never all of a huge file (or of /dev/zero)
+        if len(raw) > most:
+            raise click.BadParameter(f"config file {path} is larger than {most:,} bytes")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise click.BadParameter(f"cannot read config file {path}: {getattr(exc, 'strerror', None) or exc}") from None
     kind = "JSON" if path.suffix == ".json" else "TOML"
@@ -83,7 +96,7 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
     for key, val in data.items():
         name = str(key).replace("-", "_")
         if name not in params or name == "config":
-            raise click.BadParameter(f"config file {path}: unknown option {key!r}")
+            raise click.BadParameter(f"config file {path}: unknown option {shown(key)}")
         defaults[name] = _config_value(path, str(key), val, params[name].is_flag)
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
@@ -135,7 +148,8 @@ def data_options(func: Callable) -> Callable:
         _option("data_dir", type=click.Path(file_okay=False), help="Where data set files are (and are downloaded to)."),
         _option("val_size", type=float, help="Validation split carved from the training data: a fraction (<1) or a count."),
         _option("split_seed", type=int, help="Seed of the validation carve."),
-        _option("image_size", type=int, help="imagefolder only: resize every image to this square size."),
+        _option("image_size", type=int,
+                help="imagefolder only: resize every image to NxN (needed when the images differ in size)."),
     ]
     return with_options(options, func)
 
@@ -168,11 +182,20 @@ def given(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_filters(text: str) -> list[int]:
-    """``16,32,64`` -> [16, 32, 64] (the library checks the values)."""
-    try:
-        return [int(v) for v in str(text).replace(" ", "").split(",") if v]
-    except ValueError:
-        raise UserError(f"--filters must be comma-separated whole numbers, got {text[:80]!r}") from None
+    """``16,32,64`` -> [16, 32, 64] (the library checks the values' range)."""
+    counts = []
+    for item in str(text).split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if not (item.isascii() and item.isdigit()):
+            raise UserError(f"--filters must be comma-separated whole numbers, got {shown(text)}")
+        digits = len(item.lstrip("0"))
+        if digits > len(str(MAX_FILTERS)):  # refused unread, however many digits
+            raise UserError(f"--filters: filter counts must be whole numbers in 1..{MAX_FILTERS}, "
+                            f"got a {digits:,}-digit number")
+        counts.append(int(item))
+    return counts
 
 
 def build_config(options: dict[str, Any], base: SearchConfig | None = None) -> SearchConfig:
@@ -185,9 +208,12 @@ def build_config(options: dict[str, Any], base: SearchConfig | None = None) -> S
 def open_run(run_dir: str) -> RunStore:
     """Open a run directory; a bad one is a one-line user error. Use as ``with open_run(d) as store``."""
     try:
-        return RunStore.open(run_dir)
+        store = RunStore.open(run_dir, readonly=True)  # readers work on read-only media too
     except RunStoreError as exc:
         raise UserError(str(exc)) from None
+    if store.notice:
+        click.echo(store.notice, err=True)
+    return store
 
 
 @contextlib.contextmanager
@@ -197,6 +223,12 @@ def user_errors() -> Iterator[None]:
         yield
     except (ConfigError, RunStoreError, ExecutorError) as exc:
         raise UserError(str(exc)) from None
+    except sqlite3.Error as exc:  # the store maps its own; this catches any that slip past it
+        raise UserError(f"run database error: {' '.join(str(exc).split())}") from None
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        raise UserError(describe_os_error(exc, writing=False)) from None
     except ValueError as exc:
         data = sys.modules.get("alife_nas.data")  # only loaded (with torch) when data was touched
         if data is not None and isinstance(exc, data.DatasetError):

@@ -1,6 +1,7 @@
 """The ``alife-nas`` click group; the command modules register their commands on :data:`main`."""
 from __future__ import annotations
 
+import sqlite3
 import sys
 from typing import Any
 
@@ -9,8 +10,22 @@ import click
 from alife_nas import __version__
 
 
+def _environment_message(exc: BaseException) -> str | None:
+    """One line for an environment failure that reached the top; None for anything else (a bug)."""
+    from alife_nas.files import ENVIRONMENT_ERRNOS, describe_os_error
+
+    if isinstance(exc, OSError):
+        return describe_os_error(exc, writing=False) if exc.errno in ENVIRONMENT_ERRNOS else None
+    text = " ".join(str(exc).split())
+    if isinstance(exc, sqlite3.OperationalError) and any(
+            word in text.lower() for word in ("disk", "full", "readonly", "locked", "unable to open")):
+        return f"run database: {text}"
+    return None
+
+
 class OneLineErrorGroup(click.Group):
-    """A click group whose user errors are one line on stderr with exit code 2 (no usage block)."""
+    """A click group whose user errors, and environment failures that reach it (disk full, permission,
+    read-only), are one line on stderr with exit code 2 (no usage block, no traceback)."""
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
@@ -28,6 +43,12 @@ class OneLineErrorGroup(click.Group):
         except click.Abort:
             click.echo("Aborted!", err=True)
             sys.exit(1)
+        except (OSError, sqlite3.Error) as exc:  # the machine's state (full disk, permissions), not a bug
+            message = _environment_message(exc)
+            if message is None:
+                raise
+            click.echo(f"Error: {message}", err=True)
+            sys.exit(2)
         sys.exit(code if isinstance(code, int) else 0)
 
 

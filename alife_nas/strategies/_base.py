@@ -5,7 +5,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from alife_nas.evolution import Evaluator
+from alife_nas.evolution import EvalRequest, Evaluator
 
 
 class Strategy(Protocol):
@@ -45,3 +45,16 @@ class Strategy(Protocol):
     def best(self) -> tuple[str, float]:
         """The best genome (compact form) currently held and its fitness."""
         ...
+
+    def would_enter(self, request: EvalRequest, fitness: float) -> bool:
+        """Would ``fitness`` let the request's genome into what the strategy holds (the lattice, the
+        population)? Asked before the batch changes anything; ``--reevaluate`` re-trains such a
+        genome before the strategy relies on it. Optional: see :func:`would_enter`."""
+        ...
+
+
+def would_enter(strategy: object, request: EvalRequest, fitness: float) -> bool:
+    """The strategy's :meth:`Strategy.would_enter`; False for one without it (a strategy that holds
+    nothing, like random search: only "would be the best found" re-trains its genomes)."""
+    hook = getattr(strategy, "would_enter", None)
+    return bool(hook(request, fitness)) if hook is not None else False

@@ -6,10 +6,12 @@ from typing import ClassVar
 import numpy as np
 
 from alife_nas.evolution import (
+    EvalRequest,
     Evaluator,
     EvolutionConfig,
     evolve_round,
     initialize_lattice,
+    is_better,
 )
 from alife_nas.lattice import Lattice
 
@@ -51,3 +53,15 @@ class NeuralFinder:
         assert self._lattice is not None
         _cell, genome, fitness = self._lattice.best()
         return str(genome), fitness
+
+    def would_enter(self, request: EvalRequest, fitness: float) -> bool:
+        """True when ``fitness`` beats, under the ratio rule, the cell the request is meant for:
+        a candidate's master (the first cell it could replace), a mutant's target.
+
+        A mutant takes its cell whatever its fitness; only one that claims to be better than what
+        it replaces is worth re-training. The initial lattice is filled unconditionally (False).
+        """
+        if self._lattice is None or request.position is None:
+            return False
+        held = float(self._lattice.fitness[request.position])
+        return is_better(float(fitness), held, self.config.ratio, self.config.better_by)

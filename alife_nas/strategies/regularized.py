@@ -93,3 +93,9 @@ class RegularizedEvolution:
 
     def best(self) -> tuple[str, float]:
         return str(self.best_genome), self.best_fitness
+
+    def would_enter(self, request: EvalRequest, fitness: float) -> bool:
+        """True when ``fitness`` beats the weakest member: every child joins the population, but
+        one below its weakest member is hardly ever a tournament's winner (False while the first
+        population is made)."""
+        return bool(self.population) and float(fitness) > min(f for _, f in self.population)

@@ -1,7 +1,13 @@
 """`alife-nas heatmap | curves | export` on a tiny real run directory (cheap fake fitness)."""
 from __future__ import annotations
 
+import errno
 import json
+import os
+import resource
+import signal
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -10,7 +16,7 @@ from click.testing import CliRunner
 from PIL import Image, ImageSequence
 
 from alife_nas.cli import main
-from alife_nas.data import load_data, load_dataset
+from alife_nas.data import load_data
 from alife_nas.export import top_architectures
 from alife_nas.genome import parse_genome, parse_tuple_form
 from alife_nas.store import Evaluation, RunStore
@@ -28,12 +34,6 @@ def fake_score(genome, seed):
     spread = (zlib.crc32(str(genome).encode()) % 100) / 2000
     return {"genome": str(genome), "fitness": round(0.5 + 0.05 * min(len(genome), 8) + spread, 4),
             "params": 1000 * len(genome), "flops": 5000 * len(genome), "epochs": 3, "best_epoch": 2, "train_time": 0.01}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    """The data set of the runs: given to the search, it records the input shape and classes in the run."""
-    return load_dataset("digits")
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +97,67 @@ def test_curves(run_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     for name in ("fitness_curves.png", "best_vs_trainings.png"):
         assert (tmp_path / "c" / name).stat().st_size > 5000 and name in result.output
+
+
+# --- a disk that refuses the pictures -----------------------------------------------------------
+def _file_size_limit(limit: int):
+    """For a child process: files may not grow past ``limit`` bytes; a write beyond fails with
+    EFBIG (SIGXFSZ ignored) - what a full disk does to a picture halfway through."""
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.parametrize("step", ["last", "all"])
+def test_heatmap_that_the_disk_cuts_off_leaves_no_partial_png_and_says_so_in_one_line(run_dir: Path, tmp_path: Path,
+                                                                                      step: str) -> None:
+    out = tmp_path / "pics"
+    proc = subprocess.run(
+        [sys.executable, "-m", "alife_nas", "heatmap", str(run_dir), "--out", str(out), "--dpi", "300", "--step", step],
+        capture_output=True, text=True, preexec_fn=_file_size_limit(40_000), cwd=tmp_path,
+    )
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    first = "pics/fitness_step_0000.png" if step == "all" else f"pics/fitness_step_{STEPS:04d}.png"
+    assert proc.stderr.splitlines() == [f"Error: cannot write {first}: File too large; raise the file size limit "
+                                        f"(ulimit -f) or write to another folder (--out)"]
+    assert os.listdir(out) == []  # neither a 0-byte nor a cut-off PNG, nor a temporary file
+    if step == "all":
+        return
+    # the same command under a limit its picture fits in: the limit, not something else, refused it
+    proc = subprocess.run([sys.executable, "-m", "alife_nas", "heatmap", str(run_dir), "--out", str(out)],
+                          capture_output=True, text=True, preexec_fn=_file_size_limit(400_000), cwd=tmp_path)
+    assert proc.returncode == 0 and Image.open(out / f"fitness_step_{STEPS:04d}.png").format == "PNG"
+
+
+def test_curves_on_a_full_disk_is_one_line_and_leaves_no_partial_png(run_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    from matplotlib.figure import Figure
+
+    real_savefig = Figure.savefig
+
+    def full_disk(fig, fname, *args, **kwargs):  # some bytes go out, then the disk is full
+        real_savefig(fig, fname, *args, **kwargs)
+        fname.truncate(0)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["curves", str(run_dir), "--out", "c"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == ["Error: cannot write c/fitness_curves.png: No space left on device; "
+                                          "free some disk space or write to another folder (--out)"]
+    assert os.listdir(tmp_path / "c") == []
+
+
+@pytest.mark.parametrize("command", ["heatmap", "curves"])
+def test_pictures_out_under_a_file_is_one_line(run_dir: Path, tmp_path: Path, command: str) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    result = CliRunner().invoke(main, [command, str(run_dir), "--out", str(tmp_path / "file" / "pics")])
+    assert result.exit_code == 2 and result.stdout == "" and len(result.stderr.splitlines()) == 1
+    assert f"cannot write {tmp_path / 'file' / 'pics'}: Not a directory; write to another folder (--out)" in result.stderr
+    assert (tmp_path / "file").read_text() == "not a folder"
 
 
 # --- export -------------------------------------------------------------------------------------

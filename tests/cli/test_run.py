@@ -173,7 +173,7 @@ def test_user_mistakes_exit_2_one_line_nothing_changed(tmp_path, done_run):
     assert_refused(["evolve", "--out", str(tmp_path / "new"), "--filters", "16,abc"], tmp_path, ["--filters"])
     assert_refused(["evolve", "--out", str(tmp_path / "new"), "--lattice", "1"], tmp_path, ["lattice must be"])
     assert_refused(["evolve", "--out", str(tmp_path / "new"), "--population", "5"], tmp_path,
-                   ["population is an option of the regularized strategy"])
+                   ["population is an option of the regularized and ga strategies"])
     assert_refused(["evolve", "--out", str(tmp_path / "new"), "--device", "gpu"], tmp_path, ["device must be"])
     assert not (tmp_path / "new").exists()
 
@@ -237,7 +237,11 @@ def test_config_file_keys_are_exactly_the_option_names(monkeypatch, tmp_path):
               "population": 6, "tournament": 2, "random_max_layers": None, "device": "cpu", "dataset": "digits",
               "data_dir": "elsewhere", "val_size": 0.3, "split_seed": 2, "image_size": None, "preset": "paper",
               "max_epochs": 2, "patience": 0, "batch_size": 64, "lr": 0.02, "max_layers": 0, "max_params": 1000,
-              "masters": None, "workers": 3, "devices": "cpu,cpu", "threads": 1, "ray": None, "gpus_per_trial": None}
+              "masters": None, "workers": 3, "devices": "cpu,cpu", "threads": 1, "ray": None, "gpus_per_trial": None,
+              "progress": "lines", "tensorboard": None, "tensorboard_every": None,  # watching: not in the config
+              "reevaluate": 2, "better_by": None, "mutation_prob": None, "mutation_per_layer": None,
+              "crossover_prob": None, "crossover_per_stage": None, "controller_batch": None, "controller_hidden": None,
+              "controller_lr": None, "baseline_decay": None, "controller_max_layers": None}
     assert set(names) == set(values)  # every option is covered here
     given = {k: v for k, v in values.items() if v is not None}
     file = tmp_path / "all.json"
@@ -252,6 +256,7 @@ def test_config_file_keys_are_exactly_the_option_names(monkeypatch, tmp_path):
     assert from_file == capture_config(monkeypatch, flags)
     assert from_file.method.population == 6 and from_file.training.patience == 0 and from_file.data.split_seed == 2
     assert from_file.execution.workers == 3 and from_file.execution.devices == "cpu,cpu"
+    assert from_file.fitness.reevaluate == 2
 
 
 def test_help_shows_defaults():
@@ -331,18 +336,3 @@ def test_ctrl_c_stops_every_worker_and_says_how_to_resume(tmp_path):
     assert proc.returncode == 130 and f"continue with: alife-nas resume {run_dir}" in err and "Traceback" not in err
     for pid in workers:  # stopped (killed and reaped) before the coordinator exited
         assert not Path(f"/proc/{pid}").exists()
-
-
-def test_progress_shows_every_worker_in_flight(capsys):
-    from alife_nas.cli.run import Reporter
-    from alife_nas.executors import Progress, Task
-
-    reporter = Reporter("run", 5)
-    reporter.tty = True  # as on a terminal
-    reporter.on_progress(Progress(0, Task(0, "16-M", 1)))
-    reporter.on_progress(Progress(1, Task(1, "32-32", 2), epoch=3, max_epochs=12, val=0.912))
-    line = capsys.readouterr().err.split("\r")[-1]
-    assert "w0: 16-M" in line and "w1: 32-32 3/12 0.912" in line
-    reporter.on_progress(Progress(1, None))
-    reporter.on_progress(Progress(0, Task(0, "16-M", 1), epoch=1, max_epochs=12, val=0.5))
-    assert capsys.readouterr().err.split("\r")[-1].strip() == "training 16-M 1/12 0.500"

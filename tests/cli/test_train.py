@@ -11,14 +11,7 @@ KEYS = {"genome", "params", "flops", "val_accuracy", "test_accuracy", "epochs", 
         "train_time", "images_per_sec", "effective_layers", "failure", "failure_kind", "at_chance"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny trainings on a shared 2-core box: one intra-op thread avoids OpenMP barrier stalls
-    # when other processes hold a core. The package itself never changes the thread count.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny trainings, shared cores
 
 
 def run(*args):
@@ -78,3 +71,65 @@ def test_user_errors_are_one_line_exit_2(tmp_path, args, needle):
 def test_bad_option_value_exit_2():
     r = run("16-M", "--preset", "slow")
     assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+# --- --save: the trained network to ship ------------------------------------------------------------
+def test_save_writes_weights_and_a_predict_file_that_works_without_alife_nas(tmp_path):
+    from alife_nas.data import load_dataset
+    from tests.test_model_export import predict_in_fresh_interpreter
+
+    r = run("8-M", "--max-epochs", "2", "--device", "cpu", "--save", str(tmp_path / "model"), "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["saved"] == [str(tmp_path / "model" / "model.py"), str(tmp_path / "model" / "model.pt")]
+    state = torch.load(tmp_path / "model" / "model.pt", weights_only=True)
+    assert state["classifier.weight"].shape == (10, 512)
+    digits = load_dataset("digits")
+    got = predict_in_fresh_interpreter(tmp_path / "model" / "model.py", digits.test_x.numpy(),
+                                       digits.test_y.numpy(), tmp_path)
+    assert not got["alife_nas_loaded"]
+    assert got["accuracy"] == data["test_accuracy"] == got["metadata"]["test_accuracy"]
+    assert got["metadata"]["seed"] == 0 and got["metadata"]["best_epoch"] == data["best_epoch"]
+
+
+def test_save_refuses_existing_files_before_training_and_force_overwrites_with_onnx(tmp_path):
+    first = run("8-M", "--max-epochs", "1", "--device", "cpu", "--save", str(tmp_path))
+    assert first.exit_code == 0, first.output
+    assert f"saved:               {tmp_path / 'model.py'}, {tmp_path / 'model.pt'}" in first.stdout
+    weights = (tmp_path / "model.pt").read_bytes()
+    again = run("8-M", "--max-epochs", "1", "--seed", "4", "--device", "cpu", "--save", str(tmp_path))
+    assert again.exit_code == 2 and "model.py already exists; add --force" in again.stderr
+    assert "training" not in again.stderr and (tmp_path / "model.pt").read_bytes() == weights
+    forced = run("8-M", "--max-epochs", "1", "--seed", "4", "--device", "cpu", "--save", str(tmp_path), "--force",
+                 "--onnx")
+    assert forced.exit_code == 0, forced.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.pt", "model.py"]
+    assert (tmp_path / "model.pt").read_bytes() != weights  # seed 4's weights now
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--onnx"], "--onnx only applies with --save"),
+    (["--force"], "--force only applies with --save"),
+    (["--save", ""], "empty path"),
+    (["--save", "{tmp}/file.txt"], "is a file"),
+])
+def test_save_mistakes_are_one_line_before_training(tmp_path, args, needle):
+    (tmp_path / "file.txt").write_text("")
+    r = run("8-M", "--max-epochs", "1", *[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.output
+
+
+def test_onnx_without_its_packages_is_one_line_before_training(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # an import of it now fails
+    r = run("8-M", "--max-epochs", "1", "--save", str(tmp_path / "m"), "--onnx")
+    assert r.exit_code == 2 and 'pip install "alife-nas[onnx]"' in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
+
+
+def test_a_failed_training_saves_nothing(tmp_path):
+    r = run("16-M", "--max-params", "100", "--save", str(tmp_path / "m"), "--json")
+    assert r.exit_code == 1 and json.loads(r.stdout)["saved"] == [] and not (tmp_path / "m").exists()

@@ -52,3 +52,21 @@ def test_resumed_rounds_continue_identically(tmp_path, score):
     assert history(tmp_path / "a") == history(tmp_path / "b")
     _evals, rows = history(tmp_path / "a")
     assert [row[1]["outcome"] for row in rows] == ["init"] + ["round"] * 5
+
+
+def test_would_enter_asks_the_cell_a_request_is_meant_for_under_the_ratio_rule():
+    from alife_nas.evolution import EvalRequest
+    from alife_nas.genome import parse_genome
+
+    strat = NeuralFinder(EvolutionConfig(lattice=3))
+    g = parse_genome("32")
+    assert not strat.would_enter(EvalRequest(g, 0, "init", position=(0, 0)), 0.99)  # the first lattice: no test
+    strat.initialize(np.random.default_rng(0), lambda step, reqs: [0.5] * len(reqs))
+    strat._lattice.fitness[1, 1] = 0.98
+    candidate = EvalRequest(g, 0, "self", position=(0, 0))  # a candidate carries its master's cell
+    assert strat.would_enter(candidate, 0.5101) and not strat.would_enter(candidate, 0.51)
+    mutant = EvalRequest(g, 5, "mutant", position=(1, 1))  # a mutant its target's
+    assert not strat.would_enter(mutant, 0.985) and not strat.would_enter(EvalRequest(g, 1, "x"), 0.99)
+    by_error = NeuralFinder(EvolutionConfig(lattice=3, better_by="error"))
+    by_error.load_state(strat.state(), strat.lattice())
+    assert by_error.would_enter(mutant, 0.985)  # a quarter less error

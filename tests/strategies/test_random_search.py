@@ -30,3 +30,14 @@ def test_state_round_trip():
     other = RandomSearch(RandomOptions(DEFAULT_FILTERS))
     other.load_state(strat.state(), None)
     assert other.best() == strat.best() and other.population_fitness() == strat.population_fitness()
+
+
+def test_holding_nothing_nothing_enters():
+    from alife_nas.evolution import EvalRequest
+    from alife_nas.strategies import would_enter
+
+    strat = RandomSearch(RandomOptions(DEFAULT_FILTERS))
+    strat.initialize(np.random.default_rng(0), lambda s, r: [0.5])
+    # only "it would be the best found" re-trains a random genome (--reevaluate)
+    request = EvalRequest(parse_genome("32"), 0, "random")
+    assert not hasattr(strat, "would_enter") and would_enter(strat, request, 0.99) is False

@@ -64,3 +64,14 @@ def test_state_round_trip_continues_identically():
 def test_tournament_larger_than_population_refused():
     with pytest.raises(ValueError, match="tournament"):
         RegularizedOptions(DEFAULT_FILTERS, population=3, tournament=4)
+
+
+def test_would_enter_means_beating_the_weakest_member():
+    from alife_nas.evolution import EvalRequest
+
+    strat = RegularizedEvolution(RegularizedOptions(DEFAULT_FILTERS, population=4, tournament=2))
+    request = EvalRequest(parse_genome("32"), 0, "mutate-filter")
+    assert not strat.would_enter(request, 0.99)  # the first population takes everyone
+    strat.initialize(np.random.default_rng(0), by_length)
+    weakest = min(f for _, f in strat.population)
+    assert strat.would_enter(request, weakest + 0.01) and not strat.would_enter(request, weakest)

@@ -196,18 +196,19 @@ def comparison_table(curves: Sequence[RunCurve], budget: int | None = None) -> s
     """A plain-text table: one line per run, then one per strategy (median and spread), every run
     cut at ``budget`` (default: :func:`common_budget`)."""
     agg = aggregate(curves, budget)
-    lines = [f"{'run':<28} {'strategy':<13} {'seed':>4} {'trainings':>9} {'best@budget':>11} {'best':>7} {'test':>7}  best genome"]
+    w = max([13, *(len(c.strategy) for c in curves)])  # a variant's label (neuralfinder-re2) is longer
+    lines = [f"{'run':<28} {'strategy':<{w}} {'seed':>4} {'trainings':>9} {'best@budget':>11} {'best':>7} {'test':>7}  best genome"]
     for c in curves:
         n = agg[c.strategy]["trainings"]
         at = c.best[n - 1] if n else 0.0
         test = "-" if c.test_accuracy is None else f"{c.test_accuracy:.4f}"
-        lines.append(f"{c.name[-28:]:<28} {c.strategy:<13} {c.seed:>4} {len(c.best):>9} {at:>11.4f} "
+        lines.append(f"{c.name[-28:]:<28} {c.strategy:<{w}} {c.seed:>4} {len(c.best):>9} {at:>11.4f} "
                      f"{c.best_fitness:>7.4f} {test:>7}  {c.best_genome}")
     lines.append("")
-    lines.append(f"{'strategy':<13} {'runs':>4} {'budget':>6} {'median':>7} {'min':>7} {'max':>7} {'test median':>11}")
+    lines.append(f"{'strategy':<{w}} {'runs':>4} {'budget':>6} {'median':>7} {'min':>7} {'max':>7} {'test median':>11}")
     for strategy, a in agg.items():
         test = "-" if a["test_median"] is None else f"{a['test_median']:.4f}"
-        lines.append(f"{strategy:<13} {len(a['runs']):>4} {a['trainings']:>6} {a['final_median']:>7.4f} "
+        lines.append(f"{strategy:<{w}} {len(a['runs']):>4} {a['trainings']:>6} {a['final_median']:>7.4f} "
                      f"{a['final_min']:>7.4f} {a['final_max']:>7.4f} {test:>11}")
     return "\n".join(lines)
 

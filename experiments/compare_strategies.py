@@ -4,13 +4,24 @@ Runs each chosen strategy for several seeds through the real CLI (real trainer, 
 then `alife-nas compare` on all runs. Runs that exist already are resumed, so the script can be
 stopped and started again. The default is the three strategies docs/baselines.md reports;
 `--strategies all` runs every one: neuralfinder, regularized, random, ga, rl, and the variant
-neuralfinder-re2 (neuralfinder with `--reevaluate 2`). Each gets only its own options. `compare`
-groups runs by their strategy, so a variant is compared in a report of its own
-(OUT/report-neuralfinder-re2) next to the main one (OUT/report).
+neuralfinder-re2 (neuralfinder with `--reevaluate 2`). Each gets only its own options. Each
+instance ends with a report of the runs it made (OUT/report, or OUT/report-neuralfinder-re2 for
+the variant alone); `compare` labels a variant by what makes it one (`neuralfinder-re2`), so one
+`compare` over every run directory puts them all in one report.
 
 Offline digits on CPU (what docs/baselines.md reports; about 70 minutes on 2 CPU cores):
 
     OMP_NUM_THREADS=1 python experiments/compare_strategies.py --out runs/compare-digits --device cpu --retrain
+
+Every method and the re-evaluating variant at 100 trainings (docs/baselines.md, "All five
+methods"; two instances side by side, about 40 minutes on 2 cores), then one report of all:
+
+    OMP_NUM_THREADS=1 python experiments/compare_strategies.py --out runs/compare-digits --device cpu \
+        --budget 100 --strategies neuralfinder,regularized,random &
+    OMP_NUM_THREADS=1 python experiments/compare_strategies.py --out runs/compare-digits --device cpu \
+        --budget 100 --strategies ga,rl,neuralfinder-re2
+    alife-nas compare runs/compare-digits/*-s? --out runs/compare-digits/report-all --budget 100 --retrain \
+        --retrain-seeds 3 --device cpu
 
 The seed's protocol on CIFAR-10, one GPU (9×9 lattice, 150 steps ≈ 1,000 trainings; the
 baselines get the same number of trainings):

@@ -40,7 +40,7 @@ from alife_nas.strategies import (
     RegularizedOptions,
 )
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "__version__",

@@ -52,6 +52,7 @@ __all__ = [
     "safe_target",
     "export_text",
     "write_export",
+    "write_architecture",
     "with_retraining",
 ]
 
@@ -614,6 +615,14 @@ def export_text(rows: Sequence[Mapping[str, Any]], fmt: str, *, title: str | Non
     raise ValueError(f"{fmt!r} is not a text export format; expected json, paper or markdown")
 
 
+def write_architecture(folder: str | Path, row: Mapping[str, Any], input_shape: Sequence[int], num_classes: int, *,
+                       hidden: int = 512, init: str = "glorot", note: str | None = None) -> Path:
+    """One exported row as an untrained standalone PyTorch file ``folder/rank_N.py``, written whole."""
+    name = f"rank-{row['rank']}"
+    return write_atomically(Path(folder) / pytorch_filename(name), pytorch_source(
+        row["genome"], input_shape, num_classes, name, hidden=hidden, init=init, fitness=row.get("fitness"), note=note))
+
+
 def write_export(
     rows: Sequence[Mapping[str, Any]],
     fmt: str,
@@ -636,15 +645,12 @@ def write_export(
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for r in rows:
-            name = f"rank-{r['rank']}"
             note = None
             if r.get("test_accuracy") is not None:
                 seeds = len(r.get("retrain_seeds") or [0])
                 note = (f"Test accuracy when re-trained with the search's recipe (mean of {seeds} seed"
                         f"{'s' if seeds != 1 else ''}, at the best validation epoch): {float(r['test_accuracy']):.4f}.")
-            written.append(write_atomically(out / pytorch_filename(name), pytorch_source(
-                r["genome"], input_shape, num_classes, name, hidden=hidden, init=init, fitness=r.get("fitness"),
-                note=note)))
+            written.append(write_architecture(out, r, input_shape, num_classes, hidden=hidden, init=init, note=note))
         return written
     out.parent.mkdir(parents=True, exist_ok=True)
     return [write_atomically(out, export_text(rows, fmt, title=title))]

@@ -3,17 +3,19 @@
 Pictures, exports, comparison reports and saved models all go through :func:`write_atomically`:
 a full disk or a kill otherwise leaves a 0-byte or cut-off file that looks like a result.
 :func:`describe_os_error` is the one wording of an environment failure (full disk, permission,
-read-only folder) for the CLI's one-line errors. Standard library only.
+read-only folder) and :func:`environment_message` decides which errors are the machine's
+state, for the CLI's one-line errors. Standard library only.
 """
 from __future__ import annotations
 
 import errno
 import os
 import secrets
+import sqlite3
 from pathlib import Path
 from typing import IO, Any, Callable, Union
 
-__all__ = ["write_atomically", "describe_os_error", "ENVIRONMENT_ERRNOS"]
+__all__ = ["write_atomically", "describe_os_error", "environment_message", "ENVIRONMENT_ERRNOS"]
 
 #: What to write: the bytes, the text (UTF-8), or a function writing into a binary file.
 Content = Union[bytes, str, Callable[[IO[bytes]], Any]]
@@ -70,3 +72,17 @@ def describe_os_error(exc: OSError, elsewhere: str = "another folder", writing: 
     else:
         advice = f"write to {elsewhere}" if writing else "check the file and the disk"
     return " ".join(f"{'cannot write ' if writing else ''}{where}: {reason}; {advice}".split())
+
+
+def environment_message(exc: BaseException) -> str | None:
+    """One line for a failure of the machine or of a run's database (full disk, permission,
+    read-only folder, a damaged or locked database), or None when ``exc`` is a bug to show whole.
+
+    SQLite's ProgrammingError and InterfaceError (a closed connection, a wrong statement) are
+    mistakes in the code, never the user's, so they stay tracebacks.
+    """
+    if isinstance(exc, OSError):
+        return describe_os_error(exc, writing=False) if exc.errno in ENVIRONMENT_ERRNOS else None
+    if isinstance(exc, sqlite3.Error) and not isinstance(exc, (sqlite3.ProgrammingError, sqlite3.InterfaceError)):
+        return f"run database error: {' '.join(str(exc).split())}"
+    return None

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from alife_nas.data import DataSplits
-from alife_nas.export import ModelCard, model_files, pytorch_filename, pytorch_source
+from alife_nas.export import ModelCard, model_files, pytorch_source, write_architecture
 from alife_nas.files import write_atomically
 from alife_nas.genome import Genome, parse_genome
 from alife_nas.model import build_model
@@ -262,9 +262,8 @@ def export_models(rows: Sequence[Mapping[str, Any]], fmt: str, folder: str | Pat
                                           num_classes, hidden=hidden, init=init, weights=best.weights, card=card))
         elif fmt == "pytorch":
             note = "Its re-training failed: no trained weights." if retrainings is not None else None
-            written.append(write_atomically(folder / pytorch_filename(name), pytorch_source(
-                row["genome"], input_shape, num_classes, name, hidden=hidden, init=init, fitness=row.get("fitness"),
-                note=note)))
+            written.append(write_architecture(folder, row, input_shape, num_classes, hidden=hidden, init=init,
+                                              note=note))
         else:
             written.append(write_onnx(folder / model_files(name, "onnx")[0], row["genome"], input_shape,
                                       num_classes, hidden=hidden, init=init))

@@ -19,7 +19,7 @@ except ModuleNotFoundError:  # pragma: no cover - exercised on Python 3.10 only
 
 from alife_nas.config import ConfigError, SearchConfig
 from alife_nas.executors import ExecutorError
-from alife_nas.files import ENVIRONMENT_ERRNOS, describe_os_error
+from alife_nas.files import environment_message
 from alife_nas.genome import MAX_FILTERS, shown
 from alife_nas.settings import PRESETS
 from alife_nas.store import RunStore, RunStoreError
@@ -223,12 +223,11 @@ def user_errors() -> Iterator[None]:
         yield
     except (ConfigError, RunStoreError, ExecutorError) as exc:
         raise UserError(str(exc)) from None
-    except sqlite3.Error as exc:  # the store maps its own; this catches any that slip past it
-        raise UserError(f"run database error: {' '.join(str(exc).split())}") from None
-    except OSError as exc:
-        if exc.errno not in ENVIRONMENT_ERRNOS:
+    except (sqlite3.Error, OSError) as exc:  # the store maps its own; this catches any that slip past it
+        message = environment_message(exc)
+        if message is None:
             raise
-        raise UserError(describe_os_error(exc, writing=False)) from None
+        raise UserError(message) from None
     except ValueError as exc:
         data = sys.modules.get("alife_nas.data")  # only loaded (with torch) when data was touched
         if data is not None and isinstance(exc, data.DatasetError):

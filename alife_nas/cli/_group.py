@@ -8,19 +8,7 @@ from typing import Any
 import click
 
 from alife_nas import __version__
-
-
-def _environment_message(exc: BaseException) -> str | None:
-    """One line for an environment failure that reached the top; None for anything else (a bug)."""
-    from alife_nas.files import ENVIRONMENT_ERRNOS, describe_os_error
-
-    if isinstance(exc, OSError):
-        return describe_os_error(exc, writing=False) if exc.errno in ENVIRONMENT_ERRNOS else None
-    text = " ".join(str(exc).split())
-    if isinstance(exc, sqlite3.OperationalError) and any(
-            word in text.lower() for word in ("disk", "full", "readonly", "locked", "unable to open")):
-        return f"run database: {text}"
-    return None
+from alife_nas.files import environment_message
 
 
 class OneLineErrorGroup(click.Group):
@@ -44,7 +32,7 @@ class OneLineErrorGroup(click.Group):
             click.echo("Aborted!", err=True)
             sys.exit(1)
         except (OSError, sqlite3.Error) as exc:  # the machine's state (full disk, permissions), not a bug
-            message = _environment_message(exc)
+            message = environment_message(exc)
             if message is None:
                 raise
             click.echo(f"Error: {message}", err=True)

@@ -132,18 +132,6 @@ def watch_options(func: Callable) -> Callable:
     return with_options(options, func)
 
 
-def _initial_trainings(config: Any) -> int | None:
-    """How many trainings the strategy's initialisation (step 0) asks for, where its options say so."""
-    method = config.method
-    if hasattr(method, "lattice"):  # neuralfinder: every cell
-        return int(method.lattice) ** 2
-    if hasattr(method, "population"):  # regularized, ga: the first population
-        return int(method.population)
-    if hasattr(method, "controller_batch"):  # rl: the controller's first batch
-        return int(method.controller_batch)
-    return 1 if config.strategy == "random" else None
-
-
 class Reporter:
     """Shows a run's progress: step lines on stdout; a tqdm bar on stderr (terminal); line output
     with heartbeats (logs and pipes).
@@ -186,7 +174,7 @@ class Reporter:
         forced = {"auto": {}, "bar": {"bar": True}, "lines": {"bar": False, "lines": True}}[mode]
         return cls(run_dir, steps=search.config.stop.steps, budget=search.config.stop.budget,
                    steps_done=search.steps_done, trainings=search.trainings, initialized=store.initialized,
-                   init_trainings=_initial_trainings(search.config),
+                   init_trainings=search.strategy.initial_trainings(),
                    best=(0.0, None) if best is None else (best.fitness, best.genome), **{**forced, **kwargs})
 
     # --- the bar -------------------------------------------------------------------------------

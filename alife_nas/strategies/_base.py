@@ -34,6 +34,10 @@ class Strategy(Protocol):
 
     def load_state(self, state: dict, lattice: dict | None) -> None: ...
 
+    def initial_trainings(self) -> int:
+        """How many genomes :meth:`initialize` asks to score (progress displays count them)."""
+        ...
+
     def lattice(self) -> dict | None:
         """The lattice for pictures and status (None for strategies without one)."""
         ...

@@ -241,6 +241,9 @@ class GeneticCNN:
         self.population = [(g, float(f)) for g, f in state["population"]]
         self.samples = {g: [float(f) for f in values] for g, values in state["samples"].items()}
 
+    def initial_trainings(self) -> int:
+        return self.options.population  # the first generation
+
     def lattice(self) -> dict | None:
         return None
 

@@ -43,6 +43,9 @@ class NeuralFinder:
     def load_state(self, state: dict, lattice: dict | None) -> None:
         self._lattice = None if lattice is None else Lattice.from_dict(lattice)
 
+    def initial_trainings(self) -> int:
+        return self.config.lattice ** 2  # every cell
+
     def lattice(self) -> dict | None:
         return None if self._lattice is None else self._lattice.to_dict()
 

@@ -62,6 +62,9 @@ class RandomSearch:
         self.best_genome, self.best_fitness = state["best_genome"], state["best_fitness"]
         self.recent = list(state["recent"])
 
+    def initial_trainings(self) -> int:
+        return 1
+
     def lattice(self) -> dict | None:
         return None
 

@@ -85,6 +85,9 @@ class RegularizedEvolution:
         self.population = [(g, float(f)) for g, f in state["population"]]
         self.best_genome, self.best_fitness = state["best_genome"], state["best_fitness"]
 
+    def initial_trainings(self) -> int:
+        return self.size  # the first population
+
     def lattice(self) -> dict | None:
         return None
 

@@ -283,6 +283,9 @@ class NasRL:
         self.best_genome, self.best_fitness = state["best_genome"], state["best_fitness"]
         self.recent = list(state["recent"])
 
+    def initial_trainings(self) -> int:
+        return self.options.controller_batch  # the controller's first batch
+
     def lattice(self) -> dict | None:
         return None
 

@@ -12,13 +12,13 @@ the weights and the ONNX files. Nothing here needs torch or matplotlib.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import math
 import os
 import pprint
 import re
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -33,7 +33,7 @@ from alife_nas.genome import (
     parse_tuple_form,
 )
 from alife_nas.shapes import INITS, PlannedLayer, describe_genome, layer_plan
-from alife_nas.store import DB_NAME, LOCK_NAME, Evaluation
+from alife_nas.store import DB_NAME, LOCK_NAME, Evaluation, rank_key
 
 __all__ = [
     "FORMATS",
@@ -76,12 +76,8 @@ def _usable(ev: Evaluation) -> bool:
 
 
 def _rank_key(ev: Evaluation) -> tuple:
-    return (
-        -ev.fitness,
-        float(ev.params) if ev.params is not None else math.inf,
-        ev.order if ev.order else math.inf,
-        ev.genome,
-    )
+    """The run store's one rule for "best" (:func:`alife_nas.store.rank_key`), for one training."""
+    return rank_key(ev.fitness, ev.params, ev.order, ev.genome)
 
 
 def top_architectures(evaluations: Iterable[Evaluation], k: int = 15,
@@ -89,7 +85,9 @@ def top_architectures(evaluations: Iterable[Evaluation], k: int = 15,
     """The ``k`` best distinct genomes (best fitness per genome; failures left out), ranked 1..k.
 
     Ties in fitness go to the smaller network (fewer parameters), then to the one found first
-    (lower training order), so the ranking is deterministic. ``k`` may exceed what is available.
+    (lower training order): :func:`alife_nas.store.rank_key`, the rule every "best" of a run
+    follows (``status``, ``Summary.best_genome``, ``compare``), so rank 1 is always the genome
+    they name. ``k`` may exceed what is available.
     ``fitness`` (a run's :meth:`~alife_nas.store.RunStore.genome_fitness`) gives a genome trained
     several times (``--reevaluate``, ``ga``) its mean, by which it is ranked, and the row's
     ``samples`` and ``fitness_range`` ([lowest, highest], None for one training); without it
@@ -202,8 +200,8 @@ def to_markdown(rows: Sequence[Mapping[str, Any]], *, title: str | None = None) 
     align = ["--:", ":--", "--:"] + (["--:"] if with_samples else []) + (["--:"] if with_test else [])
     align += ["--:", "--:", "--:", "--:", ":--"]
     lines = []
-    if title:
-        lines += [f"### {title}", ""]
+    if title:  # one line, whatever it holds: a newline would start Markdown of its own
+        lines += [f"### {' '.join(str(title).split())}", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     for r in rows:
         genome = parse_genome(r["genome"])
@@ -385,9 +383,58 @@ if __name__ == "__main__":
 '''
 
 
+def _plain(value: Any) -> Any:
+    """``value`` as plain data a literal can hold: dicts (str keys), lists, str, int, float, bool, None.
+
+    Anything else (a Path, a numpy number, an object) becomes its ``str``, so no ``repr`` of an
+    arbitrary object -- code, once it is in a source file -- can reach a generated file.
+    """
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
 def _literal(value: Any) -> str:
-    """A Python literal for plain JSON-like data (non-finite floats become None)."""
-    return pprint.pformat(_json_safe(value), sort_dicts=False, width=100)
+    """A Python literal for plain JSON-like data (non-finite floats become None).
+
+    Data goes into generated source only through here or :func:`_text_literal`: written as a
+    literal, never pasted. The literal is read back with ``ast.literal_eval`` to prove it.
+    """
+    plain = _plain(value)
+    text = pprint.pformat(plain, sort_dicts=False, width=100)
+    if ast.literal_eval(text) != plain:  # cannot happen for plain data; a guard, not a branch
+        raise ValueError("a value for a generated file does not survive as a Python literal")
+    return text
+
+
+def _text_literal(text: str) -> str:
+    """``text`` as a triple-quoted Python string literal that reads like the text itself.
+
+    Used for the generated files' docstrings, which carry user data (data set names, which are
+    paths as typed; notes): backslashes, double quotes and every unprintable character (control
+    characters, line and paragraph separators, lone surrogates) are escaped, so nothing in the
+    text can end the string or change what it means. Read back with ``ast.literal_eval`` to prove it.
+    """
+    out = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch == "\n" or ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(repr(ch)[1:-1])  # \r, \x00, \u2028, \ud800, ...
+    literal = '"""' + "".join(out) + '"""'
+    if ast.literal_eval(literal) != text:  # the escaping above is complete; this proves it per file
+        raise ValueError("a docstring for a generated file does not survive as a Python literal")
+    return literal
 
 
 def pytorch_source(
@@ -465,17 +512,24 @@ Standalone: needs only PyTorch. {architecture}
         imports, constants, tail = "", "", _UNTRAINED_MAIN
     else:
         meta = card.metadata
-        recipe = [f"data set {meta['dataset']}" if meta.get("dataset") else None,
-                  f"{meta['preset']} preset" if meta.get("preset") else None,
+        def number(key: str) -> float | None:
+            value = meta.get(key)
+            return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+        recipe = [f"{meta['preset']} preset" if meta.get("preset") else None,
                   f"seed {meta['seed']}" if meta.get("seed") is not None else None]
         measured = []
-        if meta.get("val_accuracy") is not None:
+        if number("val_accuracy") is not None:
             epoch = f" (epoch {meta['best_epoch']} of {meta['epochs']})" if meta.get("best_epoch") else ""
-            measured.append(f"validation accuracy {float(meta['val_accuracy']):.4f}{epoch}")
-        if meta.get("test_accuracy") is not None:
-            measured.append(f"test accuracy {float(meta['test_accuracy']):.4f}")
-        trained = "Trained with " + ", ".join(r for r in recipe if r) + "; the weights of the best validation epoch"
-        trained = textwrap.fill(trained + (": " + ", ".join(measured) + "." if measured else "."), width=96)
+            measured.append(f"validation accuracy {number('val_accuracy'):.4f}{epoch}")
+        if number("test_accuracy") is not None:
+            measured.append(f"test accuracy {number('test_accuracy'):.4f}")
+        # One fact a line, never re-wrapped: the data set name is a path as typed, shown as it is.
+        lines = [f"Data set: {meta['dataset']}" if meta.get("dataset") else None,
+                 "Trained with " + ", ".join(r for r in recipe if r) + "; the weights of the best validation epoch."
+                 if any(recipe) else "The weights of the best validation epoch.",
+                 "Measured: " + ", ".join(measured) + "." if measured else None]
+        trained = "\n".join(line for line in lines if line)
         doc = f'''{name}: the CNN {g} found by alife-nas (NeuralFinder lattice evolution), TRAINED.
 
 {trained}
@@ -504,11 +558,11 @@ predict(), predict_proba() and logits() normalise as the training did, per chann
         )
         tail = _TRAINED_FUNCTIONS
     return f'''#!/usr/bin/env python3
-"""{doc}"""
+{_text_literal(doc)}
 {imports}import torch
 from torch import nn
 
-GENOME = "{g}"
+GENOME = {str(g)!r}
 INPUT_SHAPE = ({in_c}, {in_h}, {in_w})  # channels, height, width
 NUM_CLASSES = {num_classes}
 HIDDEN = {hidden}
@@ -534,7 +588,7 @@ class Net(nn.Module):
 
 
 def init_weights(model: nn.Module) -> None:
-    """The initialisation the search used ({init})."""
+    """The initialisation the search used: {init}."""
 {init_body}
 
 def build(num_classes: int = NUM_CLASSES) -> Net:

@@ -336,3 +336,21 @@ def test_any_name_gives_importable_files_with_one_stem(name: str) -> None:
     [onnx] = ex.model_files(name, "onnx")
     stem = py[:-3]
     assert stem.isidentifier() and pt == stem + ".pt" and onnx == stem + ".onnx"
+
+
+@given(st.text(max_size=60))
+def test_any_text_becomes_a_docstring_literal_that_reads_back_exactly(text: str) -> None:
+    """Whatever a name holds (quotes, backslashes, newlines, separators, surrogates), it stays data."""
+    literal = ex._text_literal(text)
+    module = compile(literal + "\nx = 1\n", "generated.py", "exec")  # a whole module: the literal is its docstring
+    namespace: dict = {}
+    exec(module, namespace)  # noqa: S102 - the point: nothing but the docstring and x exist afterwards
+    assert namespace["__doc__"] == text and set(namespace) == {"__builtins__", "__doc__", "x"}
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                    max_leaves=12))
+def test_metadata_literals_are_plain_data(value) -> None:
+    assert ast.literal_eval(ex._literal({"v": value})) == ex._plain({"v": value})
+    assert ex._plain(Path("a/b")) == "a/b" and ex._plain(float("inf")) is None

@@ -219,12 +219,18 @@ def plot_comparison(curves: Sequence[RunCurve], ax: Any = None, budget: int | No
     Every run is cut at ``budget`` (default: :func:`common_budget`). Without ``ax`` the figure has
     two panels: the whole run, and ``zoom`` — the same curves after the first tenth of the budget
     with the y-axis fitted to them, because methods on one data set usually end within a point or
-    two of each other and the early climb flattens them otherwise.
+    two of each other and the early climb flattens them otherwise. Below 20 trainings the first
+    tenth is less than one training, the zoomed panel would show the same as the whole one, and
+    the figure has that one panel. Trainings are counted in whole numbers on the x-axis.
     """
     from matplotlib.figure import Figure
 
     budget = common_budget(curves, budget)
     if ax is None:
+        if _zoom_start(budget) == 1:  # nothing to zoom past: one panel
+            fig = Figure(figsize=(7, 4.5), layout="constrained")
+            plot_comparison(curves, fig.subplots(1, 1), budget)
+            return fig
         fig = Figure(figsize=(12, 4.5), layout="constrained")
         whole, zoomed = fig.subplots(1, 2)
         plot_comparison(curves, whole, budget)
@@ -245,6 +251,9 @@ def plot_comparison(curves: Sequence[RunCurve], ax: Any = None, budget: int | No
     ax.set_xlabel("trainings used")
     ax.set_ylabel("best validation accuracy so far")
     ax.set_title("Best fitness found against trainings")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if zoom:
         _zoom_on_the_late_part(ax, [c.best[:budget] for c in curves], agg)
     ax.grid(alpha=0.3)
@@ -252,10 +261,15 @@ def plot_comparison(curves: Sequence[RunCurve], ax: Any = None, budget: int | No
     return ax.figure
 
 
+def _zoom_start(end: int) -> int:
+    """The first training the zoomed panel shows: after the first tenth of ``end`` trainings."""
+    return max(1, end // 10)
+
+
 def _zoom_on_the_late_part(ax: Any, runs: Sequence[Sequence[float]], agg: dict) -> None:
     """Limit the axes to trainings after the first tenth, y fitted to every curve drawn there."""
     end = max([len(best) for best in runs] + [a["trainings"] for a in agg.values()] + [1])
-    start = max(1, end // 10)
+    start = _zoom_start(end)
     late = [np.asarray(best[start - 1:], dtype=float) for best in runs]
     late += [np.asarray(a[key][start - 1:], dtype=float) for a in agg.values() for key in ("low", "high")]
     values = np.concatenate([v for v in late if v.size] or [np.zeros(1)])

@@ -19,7 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from alife_nas.genome import shorten, shown
+from alife_nas.genome import one_line, shorten, shown
+from alife_nas.options import check_fields, option, specs
 from alife_nas.settings import PRESETS, TrainSettings, stable_hash
 from alife_nas.strategies import STRATEGIES
 from alife_nas.validation import check_choice, check_int, check_number
@@ -32,20 +33,50 @@ __all__ = [
     "SearchConfig",
     "ExecutionConfig",
     "SAFE_TO_CHANGE",
+    "OPTION_CLASSES",
     "settings_hash",
     "check_device",
+    "check_ray_address",
     "continuing_device",
 ]
 
-#: Options a resumed search may change without changing any result.
-SAFE_TO_CHANGE = ("steps", "budget", "device", "data_dir", "workers", "devices", "threads", "ray", "gpus_per_trial")
 
 #: A device name; the index has at most 4 ASCII digits (no machine has more GPUs), matched whole.
 _DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]{1,4})?")
+#: A Ray cluster address: ``HOST:PORT`` (the head's GCS, as ``ray start`` prints it) or
+#: ``ray://HOST:PORT`` (Ray Client); HOST a host name, an IPv4 address or a bracketed IPv6 one.
+_HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]{2,45}\])"
+_RAY_ADDRESS = re.compile(rf"(?:ray://)?{_HOST}:(?P<port>[0-9]{{1,5}})")
 
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message is one line and names the option."""
+
+
+def _check_text(name: str, value: Any) -> str:
+    """A non-empty text without NUL (no file name may hold one: refused here, not when opened)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{name} must be a non-empty text, got {shown(value)}")
+    if "\0" in value:
+        raise ConfigError(f"{name} must not contain a NUL character, got {shown(value)}")
+    return value
+
+
+def _check_val_size(name: str, value: Any) -> float | int:
+    """A fraction in (0, 1), or a whole count of images."""
+    val = check_number(name, value, 0.0, low_open=True)
+    return check_int(name, val, 1) if val >= 1 else val  # a count of images must be whole
+
+
+def _check_devices(name: str, value: Any) -> str:
+    """Comma-separated cpu, cuda or cuda:N devices, in canonical form (spaces and empty items dropped)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{name} must be a comma-separated list of devices, got {shown(value)}")
+    names = [d.strip() for d in value.split(",") if d.strip()]
+    for device in names:
+        if device == "auto" or not _DEVICE.fullmatch(device):
+            raise ConfigError(f"{name} must name cpu, cuda or cuda:N devices, got {shown(device)}")
+    return ",".join(names)
 
 
 def continuing_device(stored: str) -> str:
@@ -61,6 +92,15 @@ def check_device(value: Any) -> str:
     return value
 
 
+def check_ray_address(value: Any) -> str:
+    """``local`` (start Ray here), ``auto`` (join the cluster this machine belongs to), ``HOST:PORT``
+    or ``ray://HOST:PORT``, port 1..65535: checked whole, before anything is written or Ray started."""
+    match = _RAY_ADDRESS.fullmatch(value) if isinstance(value, str) and len(value) <= 300 else None
+    if value not in ("local", "auto") and (match is None or not 1 <= int(match["port"]) <= 65535):
+        raise ConfigError(f"ray must be local, auto, HOST:PORT or ray://HOST:PORT, got {shown(value)}")
+    return value
+
+
 @dataclass(frozen=True)
 class StopConfig:
     """When a search ends: after ``steps`` evolution steps and/or ``budget`` trainings.
@@ -69,12 +109,14 @@ class StopConfig:
     that reaches the budget finishes, so a search may end a few trainings over it.
     """
 
-    steps: int | None = 6
-    budget: int | None = None
+    steps: int | None = option(6, "Total evolution steps of the run (after initialisation); with --budget alone, "
+                               "no step limit.", low=0, high=10**9, optional=True, none_means="no step limit",
+                               resume=True)
+    budget: int | None = option(None, "Stop after this many trainings (cache hits are free).", kind="int", low=1,
+                                high=10**12, none_means="no budget", resume=True)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "steps", check_int("steps", self.steps, 0, 10**9, optional=True))
-        object.__setattr__(self, "budget", check_int("budget", self.budget, 1, 10**12, optional=True))
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -86,25 +128,18 @@ class DataConfig:
     files are, so it may change between sessions without changing any result.
     """
 
-    dataset: str = "digits"
-    data_dir: str = "data"
-    val_size: float = 0.2
-    split_seed: int = 0
-    image_size: int | None = None
+    dataset: str = option("digits", "digits, cifar10, cifar100, mnist, fashion-mnist, svhn or imagefolder:PATH.",
+                          check=_check_text)
+    data_dir: str = option("data", "Where data set files are (and are downloaded to).", check=_check_text,
+                           resume=True)
+    val_size: float = option(0.2, "Validation split carved from the training data: a fraction (<1) or a count.",
+                             check=_check_val_size)
+    split_seed: int = option(0, "Seed of the validation carve.", low=0, high=2**32 - 1)
+    image_size: int | None = option(None, "imagefolder only: resize every image to NxN (needed when the images "
+                                    "differ in size).", kind="int", low=1, high=4096, none_means="as stored")
 
     def __post_init__(self) -> None:
-        for name in ("dataset", "data_dir"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip():
-                raise ConfigError(f"{name} must be a non-empty text, got {shown(value)}")
-            if "\0" in value:  # no file name may hold one; refused here, not as a traceback when opened
-                raise ConfigError(f"{name} must not contain a NUL character, got {shown(value)}")
-        val = check_number("val_size", self.val_size, 0.0, low_open=True)
-        if val >= 1:
-            val = check_int("val_size", val, 1)  # a count of images must be whole
-        object.__setattr__(self, "val_size", val)
-        object.__setattr__(self, "split_seed", check_int("split_seed", self.split_seed, 0, 2**32 - 1))
-        object.__setattr__(self, "image_size", check_int("image_size", self.image_size, 1, 4096, optional=True))
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -117,10 +152,12 @@ class FitnessConfig:
     so a run keeps it, but not what a single training gives: the evaluation cache's key ignores it.
     """
 
-    reevaluate: int = 1
+    reevaluate: int = option(1, "Trainings a genome gets (fresh seeds) before a strategy relies on it, when it "
+                             "would become the best or enter the lattice/population; the strategy gets their mean. "
+                             "1 = trust one training.", low=1, high=1000)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "reevaluate", check_int("reevaluate", self.reevaluate, 1, 1000))
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -133,38 +170,48 @@ class ExecutionConfig:
     (``cuda:0,cuda:1``; several workers may share one); default ``device``. ``threads``: torch
     threads per training (default: the CPU cores split between the workers; torch's own choice
     when serial). ``ray``: ``local`` starts a Ray instance on this machine, ``auto`` or an address
-    joins a running cluster. ``gpus_per_trial``: the GPU share each Ray training asks for (0.25
-    packs four on a GPU).
+    (``HOST:PORT``, ``ray://HOST:PORT``) joins a running cluster. ``gpus_per_trial``: the GPU share each Ray training asks for (0.25
+    packs four on a GPU). ``training_timeout``: seconds a training in a worker may go without
+    progress (an epoch, or its result) before the worker counts as hung and is killed like a dead
+    one; None or 0 = automatic, scaled from the waits seen (``executors._base.HangWatch``).
+    ``executor``: the executor by name (``alife_nas.executors.EXECUTORS``, plugins included);
+    None = ``ray`` with ``ray``, ``local`` with ``workers`` > 1, else ``serial``.
     """
 
-    workers: int = 1
-    devices: str | None = None
-    threads: int | None = None
-    ray: str | None = None
-    gpus_per_trial: float | None = None
+    workers: int = option(1, "Trainings at once: 1 = in this process; N = N worker processes (or N Ray actors "
+                          "with --ray).", low=1, high=4096, resume=True)
+    devices: str | None = option(None, "Devices the workers are spread over, e.g. cuda:0,cuda:1 (several workers "
+                                 "may share one).", kind="text", check=_check_devices, none_means="--device",
+                                 resume=True)
+    threads: int | None = option(None, "Torch threads per training.", kind="int", low=1, high=1024,
+                                 none_means="the cores split between the workers; torch's choice when serial",
+                                 resume=True)
+    ray: str | None = option(None, "Train on Ray: --ray starts Ray on this machine, --ray auto or --ray HOST:PORT "
+                             "(or ray://HOST:PORT) joins a cluster.", kind="text",
+                             check=lambda _name, value: check_ray_address(value), flag_value="local",
+                             none_means="no Ray", resume=True)
+    gpus_per_trial: float | None = option(None, "With --ray: the GPU share of one training (0.25 packs four on a "
+                                          "GPU).", kind="number", low=0.0, high=64.0, low_open=True,
+                                          none_means="Ray's default", resume=True)
+    # 0 = automatic, like None; at most a year
+    training_timeout: float | None = option(None, "Seconds a training in a worker may go without progress before "
+                                            "the worker counts as hung (killed, the training retried once); "
+                                            "0 = automatic.", kind="number", low=0.0, high=366 * 86400.0,
+                                            none_means="automatic", resume=True)
+    # a name in alife_nas.executors.EXECUTORS (plugins included), checked there before any work
+    executor: str | None = option(None, "Executor the trainings run on, by name: serial, local, ray or one a "
+                                  "plugin adds (docs/architecture.md).", kind="text",
+                                  none_means="ray with --ray, local with --workers N, else serial", resume=True)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "workers", check_int("workers", self.workers, 1, 4096))
-        object.__setattr__(self, "threads", check_int("threads", self.threads, 1, 1024, optional=True))
-        if self.devices is not None:
-            if not isinstance(self.devices, str) or not self.devices.strip():
-                raise ConfigError(f"devices must be a comma-separated list of devices, got {shown(self.devices)}")
-            names = [d.strip() for d in self.devices.split(",") if d.strip()]
-            for name in names:
-                if name == "auto" or not _DEVICE.fullmatch(name):
-                    raise ConfigError(f"devices must name cpu, cuda or cuda:N devices, got {shown(name)}")
-            object.__setattr__(self, "devices", ",".join(names))
-        if self.ray is not None and (not isinstance(self.ray, str) or not self.ray.strip()):
-            raise ConfigError(f"ray must be local, auto or a cluster address, got {shown(self.ray)}")
-        if self.gpus_per_trial is not None:
-            check_number("gpus_per_trial", self.gpus_per_trial, 0.0, 64.0, low_open=True)
-            if self.ray is None:
-                raise ConfigError("gpus_per_trial only applies with ray")
+        check_fields(self)
+        if self.gpus_per_trial is not None and self.ray is None:
+            raise ConfigError("gpus_per_trial only applies with ray")
 
     @property
     def serial(self) -> bool:
         """True when the trainings run in the search's own process (no workers, no Ray)."""
-        return self.workers == 1 and self.ray is None
+        return self.workers == 1 and self.ray is None and self.executor in (None, "serial")
 
     def device_list(self, default: str) -> list[str]:
         """The devices the workers are spread over, round-robin."""
@@ -192,7 +239,7 @@ def _strategy_class(name: Any) -> type:
 
 def _fail(exc: Exception) -> ConfigError:
     """Any validation error of a section, as a ConfigError with its one-line message."""
-    return exc if isinstance(exc, ConfigError) else ConfigError(" ".join(str(exc).split()))
+    return exc if isinstance(exc, ConfigError) else ConfigError(one_line(exc))
 
 
 @dataclass(frozen=True)
@@ -203,9 +250,11 @@ class SearchConfig:
     ``neuralfinder`` strategy that is :class:`~alife_nas.evolution.EvolutionConfig`.
     """
 
-    strategy: str = "neuralfinder"
-    seed: int = 0
-    device: str = "auto"
+    strategy: str = option("neuralfinder", "Search strategy.", kind="choice",
+                           check=lambda _name, value: _strategy_class(value).name)
+    seed: int = option(0, "Run seed: all randomness and every training seed derive from it.", low=0, high=2**63 - 1)
+    device: str = option("auto", "auto, cpu, cuda or cuda:N.", check=lambda _name, value: check_device(value),
+                         resume=True)
     stop: StopConfig = field(default_factory=StopConfig)
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainSettings = field(default_factory=lambda: PRESETS["fast"])
@@ -214,9 +263,8 @@ class SearchConfig:
     fitness: FitnessConfig = field(default_factory=FitnessConfig)
 
     def __post_init__(self) -> None:
+        check_fields(self)  # strategy, seed, device; the sections check themselves
         options_class = _strategy_class(self.strategy).Options
-        object.__setattr__(self, "seed", check_int("seed", self.seed, 0, 2**63 - 1))
-        check_device(self.device)
         if self.method is None:
             object.__setattr__(self, "method", options_class())
         elif not isinstance(self.method, options_class):
@@ -325,7 +373,9 @@ class SearchConfig:
                 extra = sorted(set(values) - set(_names(section_class)))
                 if extra:
                     raise ConfigError(f"unknown option(s) in section {name}: {shorten(', '.join(map(str, extra)))}")
-                sections[name] = section_class(**values)
+                # training: a knob an older run did not store reads as it meant then (TrainSettings.from_dict)
+                sections[name] = (TrainSettings.from_dict(values) if section_class is TrainSettings
+                                  else section_class(**values))
             return cls(**{k: data[k] for k in _TOP if k in data}, **sections)
         except (ValueError, TypeError, OverflowError) as exc:  # Overflow: an int too large for a float
             raise _fail(exc) from None
@@ -354,3 +404,11 @@ class SearchConfig:
 
 #: The evaluation cache's settings key: a short hash of :meth:`SearchConfig.cache_settings`.
 settings_hash = stable_hash
+
+
+#: The sections whose options are declared (:mod:`alife_nas.options`), top-level ones first.
+OPTION_CLASSES: tuple[type, ...] = (SearchConfig, StopConfig, DataConfig, TrainSettings, FitnessConfig, ExecutionConfig)
+
+#: Options a resumed search may change without changing any result: those declared ``resume=True``.
+SAFE_TO_CHANGE: tuple[str, ...] = tuple(name for cls in OPTION_CLASSES for name, spec in specs(cls).items()
+                                        if spec.resume)

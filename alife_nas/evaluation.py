@@ -1,6 +1,6 @@
 """Scoring genomes for a run: per-candidate seeds, the evaluation cache, commit-at-once.
 
-The engine asks an :class:`~alife_nas.evolution.Evaluator` for fitness values. The one used by
+The engine asks an :class:`~alife_nas.contract.Evaluator` for fitness values. The one used by
 runs, :class:`CachedEvaluator`, looks each genome up in the run store first (keyed on the
 canonical genome plus a hash of the training settings), trains only what is new, and commits
 every finished training to the store before going on, so a kill loses at most the one in flight.
@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from alife_nas.evolution import EvalRequest, mean_fitness
+from alife_nas.contract import EvalRequest, mean_fitness
 from alife_nas.executors import Executor, ProgressFn, Task
 from alife_nas.genome import Genome
 from alife_nas.store import Evaluation, RunStore

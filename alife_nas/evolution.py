@@ -1,7 +1,8 @@
 """The NeuralFinder rules: initialise the lattice, one evolution step, and rounds of K steps (docs/method.md).
 
-Scoring is pluggable: the engine hands a batch of :class:`EvalRequest` to an evaluator and gets
-one fitness per request back. A step's five candidates go out as one batch (they are independent,
+Scoring is pluggable: the engine hands a batch of :class:`~alife_nas.contract.EvalRequest` to an
+evaluator (:class:`~alife_nas.contract.Evaluator`, the strategies' contract) and gets one fitness
+per request back. A step's five candidates go out as one batch (they are independent,
 so an evaluator may train them in parallel), then the two mutants as a second batch.
 
 All randomness comes from the one ``numpy.random.Generator`` passed in, drawn in this order per
@@ -18,11 +19,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
-from typing import NamedTuple, Protocol, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from alife_nas.genome import DEFAULT_FILTERS, Genome, normalize_filters
+from alife_nas.contract import EvalRequest, Evaluator
+from alife_nas.genome import Genome
 from alife_nas.lattice import Cell, Lattice
 from alife_nas.operators import (
     CROSSOVER_NAMES,
@@ -32,14 +34,10 @@ from alife_nas.operators import (
     random_initial_genome,
     self_replicate,
 )
-from alife_nas.validation import check_bool, check_choice, check_int, check_number
+from alife_nas.options import check_fields, filters_option, option
+from alife_nas.validation import check_int
 
 __all__ = [
-    "EvalRequest",
-    "Evaluator",
-    "SampleEvaluator",
-    "FitnessStats",
-    "mean_fitness",
     "EvolutionConfig",
     "BETTER_BY",
     "Outcome",
@@ -71,67 +69,6 @@ INDICES_PER_MOVE = 7
 
 
 @dataclass(frozen=True)
-class EvalRequest:
-    """One genome to score, with where it came from (stored with its evaluation).
-
-    ``sample`` 0 is the genome's one cached training (a repeat of the genome is a cache hit);
-    ``sample`` k >= 1 asks for its k-th further training with a fresh seed (repeated samples
-    against training noise, e.g. the ``ga`` strategy's survivors).
-    """
-
-    genome: Genome
-    index: int  # position in the step's batches: 0-4 candidates, 5-6 mutants (+7k for master k); init: cell number
-    operator: str  # 'init', 'self', 'cross-aH+bT', ..., 'mutant'
-    parents: tuple[str, ...] = ()
-    position: Cell | None = None  # the cell it is meant for, when known
-    sample: int = 0  # which training of the genome: 0 = the cached one, k >= 1 = a further one
-
-
-class Evaluator(Protocol):
-    """Scores a batch of genomes for a step; returns one fitness (0..1) per request, in order."""
-
-    def __call__(self, step: int, requests: Sequence[EvalRequest]) -> list[float]: ...
-
-
-class SampleEvaluator(Evaluator, Protocol):
-    """An evaluator that may train a genome more than once (``--reevaluate``): it returns each
-    genome's mean, and :meth:`samples` tells a strategy that keeps its own samples (``ga``) all
-    of them."""
-
-    def samples(self, step: int, requests: Sequence[EvalRequest]) -> list[tuple[float, ...]]:
-        """Like calling it, but per request the fitness of every training of its genome so far, sample 0 first."""
-        ...
-
-
-def mean_fitness(values: Sequence[float]) -> float:
-    """A genome's fitness over several trainings: their plain mean (the one formula used everywhere)."""
-    return float(sum(values) / len(values))
-
-
-@dataclass(frozen=True)
-class FitnessStats:
-    """A genome's trainings summed up: the mean a search uses, the lowest and highest, how many."""
-
-    mean: float
-    low: float
-    high: float
-    samples: int
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> "FitnessStats":
-        """The stats of one genome's training fitness values (at least one)."""
-        values = [float(v) for v in values]
-        if not values:
-            raise ValueError("a genome's fitness needs at least one training")
-        return cls(mean_fitness(values), min(values), max(values), len(values))
-
-    @property
-    def spread(self) -> tuple[float, float] | None:
-        """(lowest, highest) of several trainings; None for one (no spread to show)."""
-        return None if self.samples == 1 else (self.low, self.high)
-
-
-@dataclass(frozen=True)
 class EvolutionConfig:
     """The method's parameters: the NeuralFinder strategy's options (lattice, radius, torus, ratio,
     master_selection, masters, filters, better_by).
@@ -143,33 +80,26 @@ class EvolutionConfig:
     accuracy (the seed's ``accuracy``): see :func:`is_better`.
     """
 
-    lattice: int = 4
-    radius: int = 1
-    torus: bool = True
-    ratio: float = 0.02
-    master_selection: str = "uniform"  # or 'proportional'
-    masters: int = 1  # masters per round (K); their (2d+1)×(2d+1) areas never overlap
-    filters: tuple[int, ...] = DEFAULT_FILTERS
-    conv_prob: float = 0.7  # share of one-layer initial genomes that are a bare conv (the rest f-M)
-    better_by: str = "accuracy"  # or 'error': what the ratio r is relative to
+    lattice: int = option(4, "Lattice side L (L×L cells).", low=2, high=MAX_LATTICE)
+    radius: int = option(1, "Neighbourhood radius d (at most the lattice side).", low=1)
+    torus: bool = option(True, "Wrap the neighbourhood around the edges (torus), or clip it there (bounded).",
+                         flags=("--torus/--bounded",))
+    ratio: float = option(0.02, "Ratio threshold r of the comparison.", low=0.0)
+    master_selection: str = option("uniform", "How the master cell is picked.", choices=("uniform", "proportional"),
+                                   flags=("--master-selection", "--master"))
+    # masters per round (K); their (2d+1)×(2d+1) areas never overlap
+    masters: int = option(1, "Masters per step, far enough apart that their steps never touch the same cell; "
+                          "their candidates train as one batch.", low=1, high=MAX_LATTICE**2)
+    filters: tuple[int, ...] = filters_option()
+    conv_prob: float = option(0.7, "Share of one-layer initial genomes that are a bare conv (the rest conv-M).",
+                              low=0.0, high=1.0)
+    better_by: str = option("accuracy", "What the ratio r is relative to: accuracy (the seed's: x > y(1+r)) or "
+                            "the error rate ((1-x) < (1-y)(1-r); does not freeze near the top).", choices=BETTER_BY)
 
     def __post_init__(self) -> None:
-        lattice = check_int("lattice", self.lattice, 2, MAX_LATTICE)
-        radius = check_int("radius", self.radius, 1, lattice)
-        checked = {
-            "lattice": lattice,
-            "radius": radius,
-            "torus": check_bool("torus", self.torus),
-            "ratio": check_number("ratio", self.ratio, 0.0),
-            "master_selection": check_choice("master_selection", self.master_selection, ("uniform", "proportional")),
-            # first within the cells of the largest lattice, so a huge count is refused in a short line
-            "masters": _check_masters(check_int("masters", self.masters, 1, MAX_LATTICE**2), lattice, radius),
-            "filters": normalize_filters(self.filters),
-            "conv_prob": check_number("conv_prob", self.conv_prob, 0.0, 1.0),
-            "better_by": check_choice("better_by", self.better_by, BETTER_BY),
-        }
-        for name, value in checked.items():
-            object.__setattr__(self, name, value)
+        check_fields(self)
+        check_int("radius", self.radius, 1, self.lattice)
+        _check_masters(self.masters, self.lattice, self.radius)
 
     def new_lattice(self) -> Lattice:
         return Lattice(self.lattice, self.radius, self.torus)

@@ -4,7 +4,7 @@ Pictures, exports, comparison reports and saved models all go through :func:`wri
 a full disk or a kill otherwise leaves a 0-byte or cut-off file that looks like a result.
 :func:`describe_os_error` is the one wording of an environment failure (full disk, permission,
 read-only folder) and :func:`environment_message` decides which errors are the machine's
-state, for the CLI's one-line errors. Standard library only.
+state, for the CLI's one-line errors. Standard library and :func:`alife_nas.genome.one_line` only.
 """
 from __future__ import annotations
 
@@ -15,7 +15,18 @@ import sqlite3
 from pathlib import Path
 from typing import IO, Any, Callable, Union
 
-__all__ = ["write_atomically", "describe_os_error", "environment_message", "ENVIRONMENT_ERRNOS"]
+from alife_nas.genome import one_line
+
+__all__ = ["write_atomically", "describe_os_error", "environment_message", "ENVIRONMENT_ERRNOS", "HEATMAP_DPI",
+           "FIGURE_DPI", "TOP_K"]
+
+#: How many distinct architectures an export lists by default: the seed's top-15 table.
+TOP_K = 15
+
+#: Resolution (dots per inch) of the pictures: lattice heatmaps (their GIF frames stay small), and
+#: the curves and comparison plots. Defaults of the commands and of the library's renderers alike.
+HEATMAP_DPI = 110
+FIGURE_DPI = 120
 
 #: What to write: the bytes, the text (UTF-8), or a function writing into a binary file.
 Content = Union[bytes, str, Callable[[IO[bytes]], Any]]
@@ -71,7 +82,7 @@ def describe_os_error(exc: OSError, elsewhere: str = "another folder", writing: 
         advice = f"write to {elsewhere}, one that exists or can be created" if writing else "check the path"
     else:
         advice = f"write to {elsewhere}" if writing else "check the file and the disk"
-    return " ".join(f"{'cannot write ' if writing else ''}{where}: {reason}; {advice}".split())
+    return one_line(f"{'cannot write ' if writing else ''}{where}: {reason}; {advice}", None)
 
 
 def environment_message(exc: BaseException) -> str | None:
@@ -84,5 +95,5 @@ def environment_message(exc: BaseException) -> str | None:
     if isinstance(exc, OSError):
         return describe_os_error(exc, writing=False) if exc.errno in ENVIRONMENT_ERRNOS else None
     if isinstance(exc, sqlite3.Error) and not isinstance(exc, (sqlite3.ProgrammingError, sqlite3.InterfaceError)):
-        return f"run database error: {' '.join(str(exc).split())}"
+        return f"run database error: {one_line(exc)}"
     return None

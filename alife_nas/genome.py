@@ -24,6 +24,8 @@ __all__ = [
     "MAX_GENOME_LAYERS",
     "MAX_GENOME_TEXT",
     "normalize_filters",
+    "ONE_LINE_LIMIT",
+    "one_line",
     "shorten",
     "shown",
     "parse_genome",
@@ -55,13 +57,27 @@ _COMPACT_FORM = re.compile(r" ?(?:\d+|[Mm]) ?(?:- ?(?:\d+|[Mm]) ?)+")
 _STRING_LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", re.DOTALL)
 
 
+#: How long :func:`one_line` lets an error's text be: every one-line reason is cut here.
+ONE_LINE_LIMIT = 300
+
+
+def one_line(text: object, limit: int | None = ONE_LINE_LIMIT) -> str:
+    """``text`` (an exception, a message, any value's ``str``) squeezed onto one line for an error
+    message: every run of whitespace (newlines included) becomes one space, and text longer than
+    ``limit`` characters is cut, ending in ``...``. ``limit=None`` never cuts: for a whole message
+    of the tool's own, not another library's text of unknown length.
+    """
+    line = " ".join(str(text).split())
+    return line if limit is None or len(line) <= limit else line[: max(0, limit - 3)] + "..."
+
+
 def shorten(text: str, limit: int = 60) -> str:
     """``text`` on one line and at most about ``limit`` characters, for error messages.
 
     A long genome keeps its first and last layers and says how many it has
     (``16-32-...-M-64 (10,000 layers)``); any other long text keeps its two ends and its length.
     """
-    text = " ".join(str(text).split())
+    text = one_line(text, None)
     if len(text) <= limit:
         return text
     parts = [part.strip() for part in text.split("-")] if _COMPACT_FORM.fullmatch(text) else []

@@ -3,7 +3,7 @@
 :func:`save_trained` writes, for one training that kept its weights (``Trainer.train(...,
 keep_weights=True)``), ``NAME.pt`` -- the state_dict of the best validation epoch, the weights
 whose test accuracy was reported; it loads with ``torch.load(path, weights_only=True)`` -- next
-to ``NAME.py``, :func:`alife_nas.export.pytorch_source` with a :class:`~alife_nas.export.ModelCard`:
+to ``NAME.py``, :func:`alife_nas.pytorch_source.pytorch_source` with a :class:`~alife_nas.pytorch_source.ModelCard`:
 a file that imports only torch and offers ``load()`` and ``predict(images)``, with the data set's
 normalisation, the class names and the recipe embedded; and ``NAME.onnx`` on request.
 
@@ -30,10 +30,11 @@ import torch
 from torch import nn
 
 from alife_nas.data import DataSplits
-from alife_nas.export import ModelCard, model_files, pytorch_source, write_architecture
+from alife_nas.export import write_architecture
 from alife_nas.files import write_atomically
-from alife_nas.genome import Genome, parse_genome
+from alife_nas.genome import Genome, one_line, parse_genome
 from alife_nas.model import build_model
+from alife_nas.pytorch_source import ModelCard, model_files, pytorch_source
 from alife_nas.settings import TrainSettings
 
 __all__ = [
@@ -220,7 +221,7 @@ def write_onnx(path: str | Path, genome: Genome | str, input_shape: Sequence[int
     except ModelExportError:
         raise
     except Exception as exc:  # the exporter's errors are long; one line for the user
-        raise ModelExportError(f"ONNX export of {g} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
+        raise ModelExportError(f"ONNX export of {g} failed: {type(exc).__name__}: {one_line(exc)}") from None
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return write_atomically(path, buffer.getvalue())
 

@@ -7,7 +7,8 @@
 (also after a crash: it restarts at the last finished step, and the evaluation cache makes it
 re-train at most the trainings that were in flight). :meth:`Search.run` runs steps until the
 step target or the training budget is reached; after every step the strategy's state, the
-lattice and the generator's state are committed with the step record in one transaction.
+lattice and the generator's state are committed with the step record in one transaction (the
+two states replace the previous step's: a resume needs only the newest).
 
 The data set is loaded once and moved to the device once, by the :class:`~alife_nas.training.Trainer`
 made here, or by each worker when the ``execution`` options ask for several (worker processes,
@@ -18,6 +19,7 @@ refused while the first holds the run's lock.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +34,11 @@ from alife_nas.config import (
     continuing_device,
     settings_hash,
 )
+from alife_nas.contract import Evaluator, would_enter
 from alife_nas.evaluation import CachedEvaluator, Reevaluating, ResultCallback, ScoreFn
-from alife_nas.evolution import Evaluator
-from alife_nas.executors import ProgressFn, check_available, make_executor
-from alife_nas.store import RunStore, StepRow, refuse_existing_run
-from alife_nas.strategies import STRATEGIES, would_enter
+from alife_nas.executors import ProgressFn, check_available, executor_name, make_executor
+from alife_nas.store import RunStore, StepRow, rank_key, refuse_existing_run, run_files
+from alife_nas.strategies import STRATEGIES
 
 __all__ = ["Search", "Summary", "read_status"]
 
@@ -89,22 +91,29 @@ class Search:
 
         Without ``score`` the data set is loaded (``download`` fetches a missing torchvision
         set) and every candidate is trained for real on ``config.device``. Nothing is written
-        before the config, the device and the data set have been checked.
+        before the config, the devices and the data set have been checked; a creation refused
+        after that (Ray cannot be reached, workers cannot start) or interrupted removes what it
+        made: ``run_dir`` is left as it was (absent, or as it was found).
         """
         config = config or SearchConfig()
         refuse_existing_run(run_dir)  # before the data set is loaded for nothing
         config = dataclasses.replace(config, device=_resolve_device(config.device, real=score is None))
         check_available(config)
+        _check_worker_devices(config, real=score is None)
         if score is None and data is None:
             data = _load(config, download)
         info = None
         if data is not None:
             info = {"input_shape": list(data.input_shape), "num_classes": int(data.num_classes), "classes": data.classes}
-        store = RunStore.create(run_dir, config, settings_hash(config.cache_settings()), info)
+        made, had = _missing_folders(Path(run_dir)), {p.name for p in run_files(run_dir) if p.exists()}
+        store = None
         try:
+            store = RunStore.create(run_dir, config, settings_hash(config.cache_settings()), info)
             return cls(store, config, data=data, score=score)
         except BaseException:
-            store.close()
+            if store is not None:
+                store.close()
+            _undo_creation(Path(run_dir), made, had)
             raise
 
     @classmethod
@@ -128,6 +137,7 @@ class Search:
             wanted = changes.pop("device", None) or continuing_device(stored.device)
             config = stored.with_options(**changes)
             config = dataclasses.replace(config, device=_resolve_device(wanted, real=score is None))
+            _check_worker_devices(config, real=score is None)
             if score is None and data is None and config.execution.serial:
                 data = _load(config, download)  # serial: this process trains (workers load their own)
             store.lock_for_writing()  # before anything is written
@@ -237,6 +247,42 @@ def _resolve_device(name: str, real: bool) -> str:
     return resolve_device(name)
 
 
+def _check_worker_devices(config: SearchConfig, real: bool) -> None:
+    """ConfigError now, not from a worker after the run is written, if a device of ``devices``
+    is missing on this machine: the local workers' (Ray places its actors itself; a serial run
+    uses ``device``)."""
+    ex = config.execution
+    if real and ex.devices and executor_name(config) == "local":
+        for name in dict.fromkeys(ex.device_list(config.device)):
+            _resolve_device(name, real=True)
+
+
+def _missing_folders(run_dir: Path) -> list[Path]:
+    """The folders a creation of ``run_dir`` will make (it and its missing parents), deepest first."""
+    missing = []
+    for path in (run_dir, *run_dir.parents):
+        if os.path.lexists(path):
+            break
+        missing.append(path)
+    return missing
+
+
+def _undo_creation(run_dir: Path, made: list[Path], had: set[str]) -> None:
+    """Remove what a refused :meth:`Search.create` made: the run's files that were not there
+    before, then the folders it created (only while empty: nothing of anyone else's goes)."""
+    for path in run_files(run_dir):
+        if path.name not in had:
+            try:
+                path.unlink()
+            except OSError:  # absent, or cannot go: the original error is the one to report
+                pass
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
 def _load(config: SearchConfig, download: bool) -> Any:
     from alife_nas.data import load_data
 
@@ -247,9 +293,11 @@ def read_status(store: RunStore) -> dict[str, Any]:
     """Where a stored run stands, as one JSON-safe dict (``alife-nas status --json``).
 
     Keys: run_dir, config (the stored config, nested, option names as everywhere), strategy,
-    dataset, seed, steps, budget, reevaluate, initialized, steps_done, trainings, cache_hits,
-    failures, epochs, train_seconds, devices, lattice (L×L of {genome, fitness}, or None), best
-    and best_in_lattice. ``best`` is the genome with the best mean fitness; it and
+    dataset, seed, steps, budget, reevaluate, initialized, init_trainings (the genomes the
+    initialisation trains), steps_done, trainings, cache_hits, failures, epochs, train_seconds,
+    devices, lattice (L×L of {genome, fitness}, or None), best and best_in_lattice. ``best`` is
+    the best genome by :func:`~alife_nas.store.rank_key` (failures left out; None before a
+    training succeeded), the one ``export`` ranks first; it and
     ``best_in_lattice`` (whose fitness is what its cell holds) carry ``samples``, the genome's
     trainings, and ``fitness_range``, [lowest, highest] of them or None for one. Reads only:
     works while another process writes the run.
@@ -263,9 +311,14 @@ def read_status(store: RunStore) -> dict[str, Any]:
         snap = last.lattice
         lattice = [[{"genome": g, "fitness": f} for g, f in zip(grow, frow)]
                    for grow, frow in zip(snap["genomes"], snap["fitness"])]
-        cells = [(c["fitness"], r, k, c["genome"]) for r, row in enumerate(lattice) for k, c in enumerate(row)]
-        fit, r, k, genome = max(cells, key=lambda t: (t[0], -t[1], -t[2]))
-        best_cell = {"genome": genome, "fitness": fit, "cell": [r, k]}
+        first = {ev.genome: (ev.params, ev.order) for ev in reversed(store.evaluations())}  # each genome's first
+
+        def cell_key(r: int, k: int) -> tuple:  # rank_key, then the cell's place for one genome in two cells
+            genome, fit = lattice[r][k]["genome"], lattice[r][k]["fitness"]
+            return (rank_key(fit, *first.get(genome, (None, None)), genome), r, k)
+
+        r, k = min(((r, k) for r, row in enumerate(lattice) for k in range(len(row))), key=lambda rk: cell_key(*rk))
+        best_cell = {"genome": lattice[r][k]["genome"], "fitness": lattice[r][k]["fitness"], "cell": [r, k]}
     best = store.best_evaluation()
     stats = store.genome_fitness()
 
@@ -287,6 +340,7 @@ def read_status(store: RunStore) -> dict[str, Any]:
         "budget": config.stop.budget,
         "reevaluate": config.fitness.reevaluate,
         "initialized": store.initialized,
+        "init_trainings": STRATEGIES[config.strategy](config.method).initial_trainings(),
         "steps_done": totals["steps_done"],
         "trainings": totals["trainings"],
         "cache_hits": totals["cache_hits"],

@@ -8,12 +8,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from alife_nas.genome import shown
+from alife_nas.options import check_fields, option, specs
 from alife_nas.shapes import INITS
+from alife_nas.validation import check_number
 
 __all__ = ["TrainSettings", "PRESETS", "make_settings", "stable_hash"]
 
@@ -22,75 +23,76 @@ _SCHEDULES = ("time_decay", "onecycle", "constant")
 _NORMALIZE = ("center", "standardize")
 
 
+def _check_aug_shift(name: str, value: Any) -> float:
+    value = check_number(name, value, 0.0)
+    if value >= 0.5:
+        raise ValueError(f"{name} is a fraction of the image side and must be < 0.5, got {shown(value)}")
+    return value
+
+
+def _check_aug_flip(name: str, value: Any) -> bool | None:
+    if value not in (None, True, False) or not isinstance(value, (bool, type(None))):
+        raise ValueError(f"{name} must be true, false or null (auto), got {shown(value)}")
+    return value
+
+
 @dataclass(frozen=True)
 class TrainSettings:
-    """Every knob of a training. Defaults are the ``paper`` preset (docs/method.md)."""
+    """Every knob of a training. ``TrainSettings()`` is the ``fast`` preset, the one default of
+    the library, the search and every command; ``PRESETS["paper"]`` is the seed's protocol
+    (docs/method.md)."""
 
-    preset: str = "paper"
+    preset: str = option("fast", "Training preset (docs/training.md): the seed's protocol (paper) or ours (fast).",
+                         choices=("paper", "fast"))
     # optimiser
-    optimizer: str = "sgd"  # 'sgd' or 'adamw'
-    lr: float = 0.01
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 0.0  # on every weight; the paper has none
-    l2: float = 0.01  # Keras l2(c): loss += c * sum(classifier.weight ** 2); c is Keras' default
+    optimizer: str = option("sgd", "Optimiser.", choices=_OPTIMIZERS)
+    lr: float = option(0.05, "Peak learning rate.", low=0.0, low_open=True)
+    momentum: float = option(0.9, "SGD momentum.", low=0.0)
+    nesterov: bool = option(True, "Nesterov momentum (SGD).")
+    weight_decay: float = option(0.0, "Decoupled weight decay on every weight (the paper has none).", low=0.0)
+    l2: float = option(0.01, "Keras l2(c) on the classifier's weight: loss += c * sum(w ** 2).", low=0.0)
     # learning-rate schedule
-    lr_schedule: str = "time_decay"  # Keras: lr / (1 + lr_decay * t), t = updates so far
-    lr_decay: float = 1e-6
-    warmup_frac: float = 0.2  # onecycle: share of updates spent rising to lr
-    lr_start_frac: float = 0.1  # onecycle: starts at lr * this
-    lr_end_frac: float = 0.0  # onecycle: ends at lr * this
+    lr_schedule: str = option("onecycle", "Learning-rate schedule: Keras time decay lr / (1 + lr_decay * t), "
+                              "one-cycle, or constant.", choices=_SCHEDULES)
+    lr_decay: float = option(1e-6, "time_decay: decay per update.", low=0.0)
+    warmup_frac: float = option(0.2, "onecycle: share of updates spent rising to lr.", low=0.0, high=1.0)
+    lr_start_frac: float = option(0.1, "onecycle: starts at lr times this.", low=0.0, high=1.0)
+    lr_end_frac: float = option(0.0, "onecycle: ends at lr times this.", low=0.0, high=1.0)
     # budget
-    batch_size: int = 128
-    eval_batch_size: int = 1024
-    max_epochs: int = 100
-    patience: int = 10  # epochs without a better val accuracy before stopping; 0 = never stop early
+    batch_size: int = option(128, "Training batch size.", low=1, high=1_000_000)
+    eval_batch_size: int = option(1024, "Batch size of validation and test passes.", low=1, high=1_000_000)
+    max_epochs: int = option(12, "Epoch limit of a training.", low=1, high=100_000)
+    patience: int = option(0, "Early-stopping patience in epochs; 0 = never stop early.", low=0, high=100_000)
     # data and augmentation
-    normalize: str = "center"  # 'center': (x - mean) / 255; 'standardize': (x - mean) / std
-    aug_shift: float = 0.1  # max shift, fraction of the image side (Keras width/height_shift_range)
-    aug_rotation: float = 10.0  # max rotation in degrees (Keras rotation_range)
-    aug_flip: bool | None = False  # random horizontal flips; None = on for cifar10/100 and imagefolder
-    label_smoothing: float = 0.0
-    grad_clip: float = 0.0  # clip the gradient's global norm to this; 0 = off
+    normalize: str = option("standardize", "Input normalisation: center ((x - mean) / 255) or standardize "
+                            "((x - mean) / std).", choices=_NORMALIZE)
+    aug_shift: float = option(0.125, "Random shifts, the largest as a fraction of the image side (< 0.5).",
+                              check=_check_aug_shift)
+    aug_rotation: float = option(0.0, "Random rotations, the largest in degrees.", low=0.0, high=180.0)
+    aug_flip: bool | None = option(None, "Random horizontal flips; not given: the preset's (fast: on for "
+                                   "cifar10/100 and image folders only).", kind="bool", optional=True,
+                                   none_means="auto", check=_check_aug_flip)
+    label_smoothing: float = option(0.1, "Label smoothing of the loss.", low=0.0, high=1.0)
+    grad_clip: float = option(5.0, "Clip the gradient's global norm to this; 0 = off.", low=0.0)
     # model
-    hidden: int = 512
-    init: str = "glorot"  # Keras' default init
+    hidden: int = option(512, "Units of the dense layer of the head.", low=1, high=1_000_000)
+    init: str = option("kaiming", "Weight initialisation: glorot (Keras' default), kaiming or torch.", choices=INITS)
     # caps: reject before building
-    max_layers: int = 40
-    max_params: int = 25_000_000
+    max_layers: int = option(40, "Refuse genomes with more layers (fitness 0); 0 = no cap.", low=0, high=10_000)
+    max_params: int = option(25_000_000, "Refuse networks with more parameters (fitness 0); 0 = no cap.",
+                             low=0, high=10**12)
     # reporting
-    chance_margin: float = 0.02  # at_chance when best val accuracy <= 1/classes + this
+    chance_margin: float = option(0.02, "A training is at chance when its best validation accuracy is at most "
+                                  "1/classes + this.", low=0.0)
     # CUDA only
-    amp: bool = True  # bf16 autocast
-    channels_last: bool = True
+    amp: bool = option(True, "CUDA: bf16 autocast.")
+    channels_last: bool = option(True, "CUDA: channels-last memory layout.")
 
     def __post_init__(self) -> None:
-        def need(ok: bool, name: str, what: str) -> None:
-            if not ok:
-                raise ValueError(f"training setting {name}={shown(getattr(self, name))}: {what}")
-
-        need(self.optimizer in _OPTIMIZERS, "optimizer", f"expected one of {', '.join(_OPTIMIZERS)}")
-        need(self.lr_schedule in _SCHEDULES, "lr_schedule", f"expected one of {', '.join(_SCHEDULES)}")
-        need(self.normalize in _NORMALIZE, "normalize", f"expected one of {', '.join(_NORMALIZE)}")
-        need(self.init in INITS, "init", f"expected one of {', '.join(INITS)}")
-        for name in ("batch_size", "eval_batch_size", "max_epochs", "hidden"):
-            top = _MAXIMA[name]
-            need(_is_int(getattr(self, name)) and 1 <= getattr(self, name) <= top, name,
-                 f"must be a whole number from 1 to {top:,}")
-        for name in ("patience", "max_layers", "max_params"):
-            top = _MAXIMA[name]
-            need(_is_int(getattr(self, name)) and 0 <= getattr(self, name) <= top, name,
-                 f"must be a whole number from 0 (off) to {top:,}")
-        need(_is_num(self.lr) and self.lr > 0, "lr", "must be a positive number")
-        for name in ("momentum", "weight_decay", "l2", "lr_decay", "aug_shift", "aug_rotation", "grad_clip", "chance_margin"):
-            need(_is_num(getattr(self, name)) and getattr(self, name) >= 0, name, "must be a number >= 0")
-        for name in ("warmup_frac", "lr_start_frac", "lr_end_frac", "label_smoothing"):
-            need(_is_num(getattr(self, name)) and 0 <= getattr(self, name) <= 1, name, "must be a number in [0, 1]")
-        need(self.aug_shift < 0.5, "aug_shift", "is a fraction of the image side and must be < 0.5")
-        need(self.aug_rotation <= 180, "aug_rotation", "must be at most 180 degrees")
-        need(self.aug_flip in (None, True, False), "aug_flip", "must be true, false or null (auto)")
-        for name in ("nesterov", "amp", "channels_last"):
-            need(isinstance(getattr(self, name), bool), name, "must be true or false")
+        try:
+            check_fields(self)
+        except ValueError as exc:  # every message names the knob as a training setting
+            raise ValueError(f"training setting {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict of every knob."""
@@ -98,11 +100,13 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainSettings":
-        """Inverse of :meth:`to_dict`; missing keys take the defaults, unknown keys are refused."""
+        """Inverse of :meth:`to_dict`; unknown keys are refused. A key the dict lacks (a run
+        stored by a version before that knob existed) reads as the paper preset's value, which
+        was the field default then, so an old run's settings, cache key and results stay its own."""
         unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ValueError(f"unknown training setting(s): {', '.join(unknown)}")
-        return cls(**data)
+        return dataclasses.replace(_STORED_DEFAULTS, **data)
 
     def fingerprint(self) -> str:
         """Short stable hash of every knob (for caches keyed on genome + settings)."""
@@ -115,50 +119,37 @@ def stable_hash(data: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    try:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    except OverflowError:  # an int too large for a float
-        return False
-
-
-#: Upper bounds of the whole-number settings: far beyond any real use, small enough that a typo
-#: (an extra digit or ten) is refused before a run starts instead of failing hours later.
-_MAXIMA = {"batch_size": 1_000_000, "eval_batch_size": 1_000_000, "max_epochs": 100_000, "hidden": 1_000_000,
-           "patience": 100_000, "max_layers": 10_000, "max_params": 10**12}
-
-
 PRESETS: dict[str, TrainSettings] = {
     # The seed's protocol exactly (docs/method.md): SGD Nesterov 0.9, lr 0.01, Keras time decay 1e-6 per update, up to 100
-    # epochs with patience 10 keeping the best, small rotations + shifts, zero-mean inputs.
-    "paper": TrainSettings(),
-    # Ours: a short fixed budget. He init and standardised inputs let a 5x larger peak lr work
-    # on plain (no batch-norm) nets; a one-cycle schedule (warm up 20%, then linear to 0) gets
-    # most of the way in few epochs; integer shifts are cheaper than rotations and help as much
-    # at this budget; label smoothing and gradient clipping keep deep genomes from diverging.
-    "fast": TrainSettings(
-        preset="fast",
-        lr=0.05,
-        lr_schedule="onecycle",
-        batch_size=128,
-        max_epochs=12,
-        patience=0,
-        normalize="standardize",
-        aug_shift=0.125,
-        aug_rotation=0.0,
-        aug_flip=None,
-        label_smoothing=0.1,
-        grad_clip=5.0,
-        init="kaiming",
+    # epochs with patience 10 keeping the best, small rotations + shifts, zero-mean inputs, Glorot init.
+    "paper": TrainSettings(
+        preset="paper",
+        lr=0.01,
+        lr_schedule="time_decay",
+        max_epochs=100,
+        patience=10,
+        normalize="center",
+        aug_shift=0.1,
+        aug_rotation=10.0,
+        aug_flip=False,
+        label_smoothing=0.0,
+        grad_clip=0.0,
+        init="glorot",
     ),
+    # Ours, and the default (TrainSettings()): a short fixed budget. He init and standardised
+    # inputs let a 5x larger peak lr work on plain (no batch-norm) nets; a one-cycle schedule
+    # (warm up 20%, then linear to 0) gets most of the way in few epochs; integer shifts are
+    # cheaper than rotations and help as much at this budget; label smoothing and gradient
+    # clipping keep deep genomes from diverging; flips only where images allow them (auto).
+    "fast": TrainSettings(),
 }
 
+#: What a stored run's missing training knob means: before 0.4 the field defaults were the
+#: paper preset's, so a knob a run's version did not store trained with the paper value.
+_STORED_DEFAULTS = PRESETS["paper"]
 
-def make_settings(preset: str = "paper", **overrides: Any) -> TrainSettings:
+
+def make_settings(preset: str = "fast", **overrides: Any) -> TrainSettings:
     """A preset with some knobs changed; an unknown preset or knob raises ValueError naming it."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
@@ -167,3 +158,7 @@ def make_settings(preset: str = "paper", **overrides: Any) -> TrainSettings:
         if key not in names:
             raise ValueError(f"unknown training setting {key!r}")
     return dataclasses.replace(PRESETS[preset], **overrides)
+
+
+# The preset option's choices are declared before the presets exist; they must name the same ones.
+assert specs(TrainSettings)["preset"].choices == tuple(PRESETS), "TrainSettings.preset choices != PRESETS"

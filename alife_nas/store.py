@@ -1,8 +1,10 @@
 """The run store: one SQLite database (stdlib ``sqlite3``, WAL mode) per run directory.
 
 It holds the run's config, every training ever made (the evaluation cache), every finished step
-with the lattice after it (stored once), the strategy's and the random generator's state, and a
-small event log. Each finished training is committed at once; each finished step is one
+(its record and the lattice after it), the strategy's and the random generator's state after the
+newest step (one row, replaced with each step: a resume reads only the newest, and a strategy's
+state can be large, e.g. the ``rl`` controller's weights and Adam moments), and a small event log.
+Each finished training is committed at once; each finished step, with the states after it, is one
 transaction. A process killed at any moment therefore loses at most the training in flight.
 
 What crosses into and out of the store is typed: :class:`~alife_nas.config.SearchConfig`,
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import sqlite3
 
@@ -26,10 +29,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from alife_nas.config import ConfigError, SearchConfig
-from alife_nas.evolution import FitnessStats
+from alife_nas.contract import FitnessStats
+from alife_nas.genome import one_line
 
 __all__ = ["RunStore", "RunStoreError", "Evaluation", "StepRow", "DB_NAME", "SCHEMA_VERSION", "TOOL_NAME",
-           "refuse_existing_run"]
+           "refuse_existing_run", "rank_key", "run_files"]
 
 DB_NAME = "run.sqlite"
 #: A run's database is built as ``run.sqlite.creating`` and renamed when complete.
@@ -41,10 +45,32 @@ TOOL_NAME = "alife_nas"
 #: 2: the config is the nested SearchConfig and the data set's shape is in meta.
 #: 3: each training's per-epoch validation curve (``evaluations.history``) and the ``samples`` table
 #: (further trainings of a stored genome with fresh seeds, for noise handling).
-#: Older runs (1: alife_nas 0.1, a flat config; 2: 0.2) are read as they are and upgraded in place
-#: when a run is resumed.
-SCHEMA_VERSION = 3
-_READABLE = (1, 2, 3)
+#: 4: the strategy's and the generator's state after the newest step are one row of ``resume_state``
+#: (replaced in each step's transaction) instead of two columns of every ``steps`` row.
+#: Older runs (1: alife_nas 0.1, a flat config; 2: 0.2; 3: 0.3) are read as they are and upgraded
+#: in place when a run is resumed.
+SCHEMA_VERSION = 4
+_READABLE = (1, 2, 3, 4)
+
+#: What a resume needs, after the newest step only (schema 4).
+_RESUME_STATE_TABLE = """
+CREATE TABLE resume_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    step INTEGER NOT NULL,                      -- the step these states follow: the newest in steps
+    strategy_state TEXT NOT NULL,               -- JSON, enough to continue the strategy
+    rng_state TEXT NOT NULL                     -- JSON numpy bit-generator state
+)"""
+
+_STEPS_TABLE = """
+CREATE TABLE steps (
+    step INTEGER PRIMARY KEY,                   -- 0 = initialisation
+    record TEXT NOT NULL,                       -- JSON step record (the strategy's small account of the step)
+    snapshot TEXT,                              -- JSON lattice after the step (null for non-lattice strategies)
+    trainings INTEGER NOT NULL,                 -- trainings made during this step
+    cache_hits INTEGER NOT NULL,
+    wall_time REAL NOT NULL,
+    finished_at TEXT NOT NULL
+)"""
 
 #: Further trainings of a stored genome with fresh seeds (sample 0 is its ``evaluations`` row).
 _SAMPLES_TABLE = """
@@ -95,19 +121,8 @@ CREATE TABLE evaluations (
     created_at TEXT NOT NULL,
     history TEXT                                -- JSON list: validation accuracy after each epoch
 );
-CREATE TABLE steps (
-    step INTEGER PRIMARY KEY,                   -- 0 = initialisation
-    record TEXT NOT NULL,                       -- JSON step record
-    snapshot TEXT,                              -- JSON lattice after the step (null for non-lattice strategies)
-    strategy_state TEXT NOT NULL,               -- JSON, enough to continue the strategy
-    rng_state TEXT NOT NULL,                    -- JSON numpy bit-generator state after the step
-    trainings INTEGER NOT NULL,                 -- trainings made during this step
-    cache_hits INTEGER NOT NULL,
-    wall_time REAL NOT NULL,
-    finished_at TEXT NOT NULL
-);
 CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL);
-""" + _SAMPLES_TABLE
+""" + _STEPS_TABLE + ";" + _RESUME_STATE_TABLE + ";" + _SAMPLES_TABLE
 
 
 @dataclass(frozen=True)
@@ -162,12 +177,25 @@ class Evaluation:
         return data
 
 
+def rank_key(fitness: float, params: int | None = None, order: int | None = None, genome: str = "") -> tuple:
+    """The one rule for "best": sort trainings (or genomes) by this key; the first is the best.
+
+    Higher fitness first (a genome trained several times is ranked by its mean); on a tie the
+    smaller network (fewer parameters; unknown counts as the largest), then the one found first
+    (lower training order; none counts as last), then the genome text, so the result never
+    depends on the order rows were read in. ``status``, ``read_status``, the ``Search`` API
+    (``Summary.best_genome``), the exports' ranking and ``compare`` all pick their best with it.
+    """
+    return (-float(fitness), math.inf if params is None else float(params), order if order else math.inf, str(genome))
+
+
 @dataclass(frozen=True)
 class StepRow:
     """One finished step as stored. ``lattice`` is None for strategies without one.
 
-    ``strategy_state`` and ``rng_state`` are what a resume needs; :meth:`RunStore.step_rows`
-    leaves them out (None) because pictures and curves never need them.
+    ``strategy_state`` and ``rng_state`` are what a resume needs: :meth:`RunStore.commit_step`
+    stores them as the newest states (replacing the previous step's), and only
+    :meth:`RunStore.last_step` gives them back; :meth:`RunStore.step_rows` leaves them out (None).
     """
 
     step: int
@@ -202,6 +230,14 @@ def refuse_existing_run(run_dir: str | os.PathLike) -> None:
                 path.unlink()
     if db.exists():
         raise RunStoreError(f"{run_dir} already holds a run; continue it with 'alife-nas resume {run_dir}'")
+
+
+def run_files(run_dir: str | os.PathLike) -> list[Path]:
+    """Every file a run's store may make in ``run_dir``: the database and its side files, an
+    unfinished creation's, and the writer's lock."""
+    run_dir = Path(run_dir)
+    db, building = run_dir / DB_NAME, run_dir / (DB_NAME + CREATING_SUFFIX)
+    return [db, *_sidecars(db), building, *_sidecars(building), run_dir / LOCK_NAME]
 
 
 def _run_path(run_dir: str | os.PathLike) -> Path:
@@ -429,27 +465,37 @@ class RunStore:
         """Bring an older run to the current schema in one transaction; True if it changed.
 
         From schema 1: the config becomes the nested form, the data set's shape moves to meta, and
-        lattice strategies' saved states stop repeating the step's lattice. From schema 2: the
-        ``history`` column and the ``samples`` table are added (old trainings have no curve). The
-        settings hash (and so every cache key) stays as it is, so nothing is trained again.
+        lattice strategies' saved state stops repeating the step's lattice. From schema 2: the
+        ``history`` column and the ``samples`` table are added (old trainings have no curve). From
+        schemas 1 to 3: the newest step's strategy and generator states move to ``resume_state``
+        and the per-step copies are dropped (the file keeps its size; SQLite reuses the freed
+        pages). The settings hash (and so every cache key) stays as it is, so nothing is trained again.
         """
         version = self.schema_version
         if version == SCHEMA_VERSION:
             return False
         config, info = self.config, self.dataset_info
-        rows = self._conn.execute("SELECT step, strategy_state FROM steps").fetchall()
+        last = self.last_step()
         with self._write():
             if version == 1:
                 self._conn.execute("UPDATE config SET body = ? WHERE id = 1", (json.dumps(config.to_dict()),))
                 self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('dataset_info', ?)",
                                    (json.dumps(info),))
-                for step, state in rows:
-                    state = json.loads(state)
-                    if isinstance(state, dict) and "lattice" in state:
-                        del state["lattice"]
-                        self._conn.execute("UPDATE steps SET strategy_state = ? WHERE step = ?", (json.dumps(state), step))
-            self._conn.execute("ALTER TABLE evaluations ADD COLUMN history TEXT")
-            self._conn.execute(_SAMPLES_TABLE)
+            if version < 3:
+                self._conn.execute("ALTER TABLE evaluations ADD COLUMN history TEXT")
+                self._conn.execute(_SAMPLES_TABLE)
+            if version < 4:
+                self._conn.execute(_RESUME_STATE_TABLE)
+                if last is not None:
+                    state = last.strategy_state
+                    if version == 1 and isinstance(state, dict):
+                        state.pop("lattice", None)  # schema 1 repeated the lattice in the state
+                    self._write_resume_state(last.step, state, last.rng_state)
+                # SQLite drops columns only from 3.35 on: the table is rebuilt without them instead
+                self._conn.execute(_STEPS_TABLE.replace("CREATE TABLE steps", "CREATE TABLE steps_new"))
+                self._conn.execute(f"INSERT INTO steps_new ({_STEP_COLUMNS}) SELECT {_STEP_COLUMNS} FROM steps")
+                self._conn.execute("DROP TABLE steps")
+                self._conn.execute("ALTER TABLE steps_new RENAME TO steps")
             self._conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         self._eval_columns = _EVAL_COLUMNS
         return True
@@ -494,21 +540,26 @@ class RunStore:
         return [_eval_row(r) for r in rows]
 
     def best_evaluation(self) -> Evaluation | None:
-        """The fittest genome so far (the earliest found on ties), or None: its first training's row,
-        with ``fitness`` the mean of all its trainings (:meth:`genome_fitness`; the training's own
-        value when it has one)."""
-        if self.count_samples() == 0:  # one training per genome: its fitness is its mean
-            row = self._conn.execute(
-                f"SELECT {self._eval_columns} FROM evaluations ORDER BY fitness DESC, id ASC LIMIT 1").fetchone()
-            return None if row is None else _eval_row(row)
-        fitness = self.sample_fitness()
-        order = dict(self._conn.execute("SELECT cache_key, id FROM evaluations").fetchall())
-        if not order:
+        """The best genome so far by :func:`rank_key` (failed trainings left out, as the exports
+        do), or None: its first training's row, with ``fitness`` the mean of all its trainings
+        (:meth:`genome_fitness`; the training's own value when it has one)."""
+        fitness = self.sample_fitness() if self.count_samples() else {}
+        best: tuple | None = None
+        for order, key, genome, value, params, failure in self._conn.execute(
+                "SELECT id, cache_key, genome, fitness, params, failure FROM evaluations"):
+            if failure is not None or value is None:
+                continue
+            value = FitnessStats.of(fitness[key]).mean if key in fitness else float(value)
+            if not math.isfinite(value):
+                continue
+            candidate = (rank_key(value, params, order, genome), key, value)
+            if best is None or candidate[0] < best[0]:
+                best = candidate
+        if best is None:
             return None
-        key = max(order, key=lambda k: (FitnessStats.of(fitness[k]).mean, -order[k]))
-        first = self.lookup(key)
+        first = self.lookup(best[1])
         assert first is not None
-        return replace(first, fitness=FitnessStats.of(fitness[key]).mean)
+        return replace(first, fitness=best[2])
 
     def count_evaluations(self) -> int:
         """Trainings made so far, the number a training budget counts: every genome's first
@@ -609,23 +660,44 @@ class RunStore:
 
     # --- steps -----------------------------------------------------------------------------
     def commit_step(self, row: StepRow) -> None:
-        """Store a finished step in one transaction."""
+        """Store a finished step in one transaction: its row, and its strategy and generator states
+        as the newest (they replace the previous step's, so their size does not add up per step)."""
+        if row.strategy_state is None or row.rng_state is None:
+            raise ValueError("a finished step is committed with the strategy's and the generator's state")
         with self._write():
             self._conn.execute(
-                "INSERT INTO steps (step, record, snapshot, strategy_state, rng_state, trainings, cache_hits, wall_time, finished_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (row.step, json.dumps(row.record), None if row.lattice is None else json.dumps(row.lattice),
-                 json.dumps(row.strategy_state), json.dumps(row.rng_state), row.trainings, row.cache_hits,
-                 row.wall_time, _now()),
+                 row.trainings, row.cache_hits, row.wall_time, _now()),
             )
+            self._write_resume_state(row.step, row.strategy_state, row.rng_state)
         self.checkpoint()
+
+    def _write_resume_state(self, step: int, strategy_state: dict, rng_state: dict) -> None:
+        """Replace the one ``resume_state`` row (inside the caller's transaction)."""
+        self._conn.execute(
+            "INSERT OR REPLACE INTO resume_state (id, step, strategy_state, rng_state) VALUES (1, ?, ?, ?)",
+            (step, json.dumps(strategy_state), json.dumps(rng_state)))
 
     def last_step(self) -> StepRow | None:
         """The newest finished step with its saved states, or None before initialisation ends."""
-        row = self._conn.execute(f"SELECT {_STEP_COLUMNS}, strategy_state, rng_state FROM steps ORDER BY step DESC LIMIT 1").fetchone()
+        if self.schema_version < 4:  # an older run as it is: every step row holds its own states
+            row = self._conn.execute(
+                f"SELECT {_STEP_COLUMNS}, strategy_state, rng_state FROM steps ORDER BY step DESC LIMIT 1").fetchone()
+            if row is None:
+                return None
+            *plain, state, rng = row
+            return _step_row(plain, strategy_state=json.loads(state), rng_state=json.loads(rng))
+        # one statement, so one snapshot: a reader never sees a step and the states of another
+        columns = ", ".join(f"s.{name}" for name in _STEP_COLUMNS.split(", "))
+        row = self._conn.execute(
+            f"SELECT {columns}, r.step, r.strategy_state, r.rng_state FROM steps AS s "
+            "LEFT JOIN resume_state AS r ON r.id = 1 ORDER BY s.step DESC LIMIT 1").fetchone()
         if row is None:
             return None
-        *plain, state, rng = row
+        *plain, saved_step, state, rng = row
+        if saved_step != plain[0]:  # written in one transaction with the step: never apart
+            raise RunStoreError(f"{self.path} has no saved state for its last step {plain[0]}; the run is damaged")
         return _step_row(plain, strategy_state=json.loads(state), rng_state=json.loads(rng))
 
     def step_rows(self) -> list[StepRow]:
@@ -766,7 +838,7 @@ def _is_full(exc: BaseException) -> bool:
 def _reason(exc: BaseException) -> str:
     """A short, one-line reason from an OSError or SQLite error."""
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return " ".join(str(text).split())[:200]
+    return one_line(text)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -849,14 +921,14 @@ def _check(conn: sqlite3.Connection, db: Path) -> None:
     try:
         ok = conn.execute("PRAGMA quick_check").fetchone()[0]
         if ok != "ok":
-            detail = " ".join(str(ok).split())[:120]
+            detail = one_line(ok)
             raise RunStoreError(f"{db} is corrupted ({detail}); the run cannot be used")
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "meta" not in tables:
             raise RunStoreError(f"{db} is an SQLite database but not an alife_nas run")
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     except sqlite3.DatabaseError as exc:
-        detail = " ".join(str(exc).split())[:120]
+        detail = one_line(exc)
         raise RunStoreError(f"{db} is not a readable alife_nas run database ({detail})") from None
     if meta.get("tool") != TOOL_NAME:
         raise RunStoreError(f"{db} is an SQLite database but not an alife_nas run")
@@ -868,6 +940,6 @@ def _check(conn: sqlite3.Connection, db: Path) -> None:
         raise RunStoreError(f"{db} uses schema version {version}, newer than this alife_nas understands ({SCHEMA_VERSION}); upgrade alife_nas")
     if version not in _READABLE:
         raise RunStoreError(f"{db} uses an old schema version {version} that this alife_nas cannot read")
-    missing = {"config", "evaluations", "steps", "events"} - tables
+    missing = {"config", "evaluations", "steps", "events", *(("resume_state",) if version >= 4 else ())} - tables
     if missing:
         raise RunStoreError(f"{db} is missing tables {sorted(missing)}; the run is damaged")

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from alife_nas.config import ConfigError, check_device
 from alife_nas.data import DataSplits
-from alife_nas.genome import Genome, parse_genome
+from alife_nas.genome import Genome, one_line, parse_genome
 from alife_nas.model import ModelInfo, build_model, check_caps, describe_genome
 from alife_nas.settings import PRESETS, TrainSettings, make_settings
 
@@ -397,11 +397,11 @@ def _schedule(s: TrainSettings, total_steps: int) -> Callable[[int], float]:
 
 def _classify(exc: BaseException) -> tuple[str, str]:
     """(failure_kind, one-line reason) for an exception raised inside a training."""
-    text = " ".join(str(exc).split())
+    text = one_line(exc, None)
     if isinstance(exc, _NonFinite):
         return "nonfinite", text
     oom_types = (MemoryError,) + ((torch.cuda.OutOfMemoryError,) if hasattr(torch.cuda, "OutOfMemoryError") else ())
     lowered = text.lower()
     if isinstance(exc, oom_types) or "out of memory" in lowered or "can't allocate memory" in lowered:
-        return "oom", f"out of memory: {text[:300]}" if text else "out of memory"
-    return "error", f"{type(exc).__name__}: {text[:300]}"
+        return "oom", f"out of memory: {one_line(text)}" if text else "out of memory"
+    return "error", f"{type(exc).__name__}: {one_line(text)}"

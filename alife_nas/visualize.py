@@ -3,8 +3,8 @@
 The ``plot_*`` functions work on plain data (numpy arrays, lists), take an optional matplotlib
 ``ax`` and return the :class:`~matplotlib.figure.Figure`; they never touch pyplot's global state,
 so they work headless and inside other programs (no backend is chosen or changed here: figures are
-drawn with the Agg canvas directly). The ``render_*`` functions read a run store and
-write files, each whole or not at all (:func:`alife_nas.files.write_atomically`: a full disk leaves no 0-byte
+drawn with the Agg canvas directly). The ``render_*`` functions read a run store (into plain data:
+:mod:`alife_nas.run_history`) and write files, each whole or not at all (:func:`alife_nas.files.write_atomically`: a full disk leaves no 0-byte
 picture). This module is the only place that imports matplotlib; the core never imports it.
 """
 from __future__ import annotations
@@ -22,12 +22,20 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.path import Path as MplPath
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
 
-from alife_nas.compare import best_so_far as running_best
-from alife_nas.files import write_atomically
-from alife_nas.genome import parse_genome
-from alife_nas.store import Evaluation, StepRow
+from alife_nas.files import FIGURE_DPI, HEATMAP_DPI, write_atomically
+from alife_nas.run_history import (
+    METRICS,
+    best_so_far,
+    changed_cells,
+    lattice_series,
+    lattice_values,
+    params_by_genome,
+    record_cells,
+    select_steps,
+)
+from alife_nas.store import StepRow
 
 __all__ = [
     "METRICS",
@@ -44,14 +52,6 @@ __all__ = [
     "best_so_far",
     "save_figure",
 ]
-
-#: Metrics a heatmap can show, with their colorbar labels.
-METRICS: dict[str, str] = {
-    "fitness": "fitness (validation accuracy)",
-    "depth": "depth (number of conv layers)",
-    "params": "parameters",
-    "age": "age (steps since the cell was last written)",
-}
 
 MASTER_COLOR = "#e6194b"  # red: the step's master s1 (every master of a round)
 PARTNER_COLOR = "#ff8c00"  # orange: the step's partner s2 (every partner of a round)
@@ -509,6 +509,30 @@ def plot_lattice(
     return plot.update(data, title=title, master=master, partner=partner, changed=changed)
 
 
+def _fit_axes_to_few_points(ax: Axes) -> None:
+    """Sensible axes where matplotlib's would be degenerate. Over every line drawn in data
+    coordinates (so a second run drawn on the same axes counts): a single x (one step, one
+    training) gets an axis of one unit around it with that one integer tick, instead of a tiny
+    range like -0.045..0.045; values that are all equal get a y-axis of ±0.05 around them.
+    Otherwise the axes stay matplotlib's (autoscaled)."""
+    lines = [line for line in ax.get_lines() if line.get_transform() is ax.transData]
+    xs = np.concatenate([np.asarray(line.get_xdata(), dtype=float) for line in lines] or [np.zeros(0)])
+    ys = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in lines] or [np.zeros(0)])
+    xs, ys = xs[np.isfinite(xs)], ys[np.isfinite(ys)]
+    if xs.size and xs.min() == xs.max():
+        ax.set_xlim(float(xs[0]) - 0.5, float(xs[0]) + 0.5)
+        ax.xaxis.set_major_locator(FixedLocator([float(xs[0])]))
+    elif not ax.get_autoscalex_on():  # set for a single point by an earlier call on these axes
+        ax.set_autoscalex_on(True)
+        ax.autoscale_view(scaley=False)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if ys.size and ys.max() - ys.min() < 1e-9:
+        ax.set_ylim(float(ys[0]) - 0.05, float(ys[0]) + 0.05)
+    elif not ax.get_autoscaley_on():
+        ax.set_autoscaley_on(True)
+        ax.autoscale_view(scalex=False)
+
+
 def plot_fitness_curves(
     steps: Sequence[float],
     best: Sequence[float],
@@ -532,6 +556,7 @@ def plot_fitness_curves(
     if title:
         ax.set_title(title)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _fit_axes_to_few_points(ax)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize=9)
     for side in ("top", "right"):
@@ -552,12 +577,13 @@ def plot_best_vs_trainings(
     """Plot the best fitness found so far against the number of trainings (comparable across methods).
 
     Call it again with the same ``ax`` and another ``label`` to compare runs on one plot.
-    ``init_trainings`` marks where the initial population's trainings end (a dashed line).
+    ``init_trainings`` marks where the initial population's trainings end (a dashed line), when
+    any training comes after them.
     """
     fig, ax = _new_axes(ax, (7.0, 4.2))
     x = np.asarray(trainings, dtype=float)
     y = np.asarray(best_so_far, dtype=float)
-    if init_trainings:
+    if init_trainings and len(x) and x.max() > init_trainings:
         ax.axvline(init_trainings + 0.5, color="#888888", linestyle="--", linewidth=1.0, zorder=0)
         ax.annotate(
             "initial population trained", (init_trainings + 0.5, 0.02), xycoords=("data", "axes fraction"),
@@ -575,6 +601,7 @@ def plot_best_vs_trainings(
     if title:
         ax.set_title(title)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _fit_axes_to_few_points(ax)
     ax.grid(True, alpha=0.3)
     if label:
         ax.legend(loc="lower right", fontsize=9)
@@ -586,72 +613,6 @@ def plot_best_vs_trainings(
 # --------------------------------------------------------------------------------------------
 # run-store level
 # --------------------------------------------------------------------------------------------
-def lattice_values(
-    step_row: StepRow,
-    metric: str,
-    params_by_genome: Mapping[str, int | None] | None = None,
-) -> np.ndarray:
-    """The L x L array a heatmap shows for one step: fitness, depth (conv layers), params or age.
-
-    ``age`` is how many steps ago the cell was last written (0 = written at this step). ``params``
-    is looked up in ``params_by_genome`` (compact genome -> parameter count); unknown -> NaN.
-    """
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
-    lattice = step_row.lattice
-    if not lattice:
-        raise ValueError(f"step {step_row.step} has no lattice (not a lattice strategy)")
-    genomes = lattice["genomes"]
-    if metric == "fitness":
-        return np.array(lattice["fitness"], dtype=float)
-    if metric == "age":
-        return float(step_row.step) - np.array(lattice["age"], dtype=float)
-    if metric == "depth":
-        return np.array([[parse_genome(g).num_convs for g in row] for row in genomes], dtype=float)
-    lookup = params_by_genome or {}
-
-    def params_of(g: str) -> float:
-        value = lookup.get(g)
-        return float(value) if value is not None else math.nan
-
-    return np.array([[params_of(g) for g in row] for row in genomes], dtype=float)
-
-
-def lattice_series(step_rows: Sequence[StepRow]) -> dict[str, list[float]]:
-    """Best / mean / worst lattice fitness per step, from the store's step rows."""
-    out: dict[str, list[float]] = {"steps": [], "best": [], "mean": [], "worst": []}
-    for row in step_rows:
-        if not row.lattice:
-            continue
-        fit = np.array(row.lattice["fitness"], dtype=float)
-        out["steps"].append(row.step)
-        out["best"].append(float(np.nanmax(fit)))
-        out["mean"].append(float(np.nanmean(fit)))
-        out["worst"].append(float(np.nanmin(fit)))
-    return out
-
-
-def _changed_cells(step_row: StepRow) -> list[tuple[int, int]]:
-    step = step_row.step
-    if step == 0:
-        return []
-    age = step_row.lattice["age"]
-    return [(r, c) for r, row in enumerate(age) for c, a in enumerate(row) if int(a) == step]
-
-
-def _cell(value: Any) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    return int(value[0]), int(value[1])
-
-
-def _record_cells(record: Mapping[str, Any], key: str) -> list[tuple[int, int]]:
-    """A record's ``master`` or ``partner`` cells: one for a step, one per move for a round of K masters."""
-    moves = record.get("moves")
-    sources = moves if isinstance(moves, list) else [record]
-    return [cell for cell in (_cell(source.get(key)) for source in sources) if cell is not None]
-
-
 def _outcome_text(record: Mapping[str, Any]) -> str:
     """What a step did, for a title: its outcome, or for a round how many of its moves replaced cells."""
     outcome = record.get("outcome")
@@ -662,15 +623,19 @@ def _outcome_text(record: Mapping[str, Any]) -> str:
     return str(outcome).replace("_", " ") if outcome else ""
 
 
-def _step_title(metric: str, step_row: StepRow, last_step: int, dataset: str) -> str:
+def _step_title(metric: str, step_row: StepRow, target: int | None, dataset: str) -> str:
+    """A heatmap's title: what it shows, then the step out of the run's target (``step 2 / 6``:
+    the target of a run still going, not its last finished step; just ``step 2`` for a run with
+    a training budget and no step target) and what the step did."""
     step = step_row.step
     size = len(step_row.lattice["genomes"])
     head = f"{metric} · {size}×{size} lattice · {dataset}"
     record = step_row.record
+    of = f" / {target}" if target is not None else ""
     if step == 0:
-        detail = f"step 0 / {last_step}: initial lattice"
+        detail = f"step 0{of}: initial lattice"
     else:
-        detail = f"step {step} / {last_step}"
+        detail = f"step {step}{of}"
         outcome = _outcome_text(record)
         if outcome:
             detail += f": {outcome}"
@@ -680,45 +645,13 @@ def _step_title(metric: str, step_row: StepRow, last_step: int, dataset: str) ->
     return f"{head}\n{detail}"
 
 
-def _params_lookup(store: Any, genomes: set[str]) -> dict[str, int | None]:
-    """Parameter count of each genome: as trained, else computed for the run's data shape."""
-    lookup: dict[str, int | None] = {}
-    for ev in store.evaluations():
-        if ev.params is not None:
-            lookup.setdefault(ev.genome, ev.params)
-    missing = [g for g in genomes if g not in lookup]
-    info = store.dataset_info
-    if missing and info:  # e.g. genomes whose fitness came from the cache: what the builder would build
-        from alife_nas.shapes import describe_genome
-
-        hidden = store.config.training.hidden
-        for g in missing:
-            shape = describe_genome(parse_genome(g), tuple(info["input_shape"]), int(info["num_classes"]), hidden)
-            lookup[g] = shape.params
-    return lookup
-
-
-def _select_steps(rows: list[StepRow], steps: str | int) -> list[StepRow]:
-    if not rows:
-        raise ValueError("the run has no finished step yet: nothing to draw")
-    if steps == "all":
-        return rows
-    if steps == "last":
-        return [rows[-1]]
-    wanted = int(steps)
-    for row in rows:
-        if row.step == wanted:
-            return [row]
-    raise ValueError(f"step {wanted} is not in the run (finished steps: 0..{rows[-1].step})")
-
-
 def render_heatmaps(
     store: Any,
     out_dir: str | Path,
     metric: str = "fitness",
     steps: str | int = "last",
     *,
-    dpi: int = 110,
+    dpi: int = HEATMAP_DPI,
     gif_frame_ms: int = 400,
 ) -> list[Path]:
     """Write heatmap PNGs (``{metric}_step_0000.png`` ...) and, for ``steps='all'``, an animated GIF.
@@ -733,13 +666,15 @@ def render_heatmaps(
     all_rows = [r for r in step_rows if r.lattice]
     if not all_rows and step_rows:
         raise ValueError(f"the run uses strategy {config.strategy!r}, which has no lattice to draw")
-    chosen = _select_steps(all_rows, steps)
-    last_step = all_rows[-1].step
+    chosen = select_steps(all_rows, steps)
+    target = config.stop.steps
+    if target is not None:
+        target = max(target, all_rows[-1].step)
 
     lookup: dict[str, int | None] = {}
     if metric == "params":
         genomes = {g for row in chosen for line in row.lattice["genomes"] for g in line}
-        lookup = _params_lookup(store, genomes)
+        lookup = params_by_genome(store, genomes)
     frames = [lattice_values(row, metric, lookup) for row in chosen]
 
     log = metric == "params"
@@ -759,10 +694,10 @@ def render_heatmaps(
         record = row.record
         return plot.update(
             values,
-            title=_step_title(metric, row, last_step, config.data.dataset),
-            master=_record_cells(record, "master"),
-            partner=_record_cells(record, "partner"),
-            changed=_changed_cells(row),
+            title=_step_title(metric, row, target, config.data.dataset),
+            master=record_cells(record, "master"),
+            partner=record_cells(record, "partner"),
+            changed=changed_cells(row),
         )
 
     if len(chosen) > 1:
@@ -770,7 +705,7 @@ def render_heatmaps(
         # every frame is the same size and the layout is not recomputed per frame.
         def legend_items(i: int) -> int:
             record = chosen[i].record  # one legend entry per kind of marker, however many cells it marks
-            kinds = (_record_cells(record, "master"), _record_cells(record, "partner"), _changed_cells(chosen[i]))
+            kinds = (record_cells(record, "master"), record_cells(record, "partner"), changed_cells(chosen[i]))
             return sum(1 for cells in kinds if cells)
 
         widest = max(range(len(chosen)), key=legend_items)
@@ -847,7 +782,7 @@ def _render(fig: Figure, dpi: int) -> Any:
     return Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
 
 
-def render_curves(store: Any, out_dir: str | Path, *, dpi: int = 120) -> list[Path]:
+def render_curves(store: Any, out_dir: str | Path, *, dpi: int = FIGURE_DPI) -> list[Path]:
     """Write ``fitness_curves.png`` (best/mean/worst per step) and ``best_vs_trainings.png``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -878,10 +813,3 @@ def render_curves(store: Any, out_dir: str | Path, *, dpi: int = 120) -> list[Pa
     if not written:
         raise ValueError("the run has no finished step or training yet: nothing to draw")
     return written
-
-
-def best_so_far(evaluations: Sequence[Evaluation]) -> tuple[list[int], list[float]]:
-    """Number of trainings 1..n and the best fitness found after each (failures count as 0)."""
-    ordered = sorted(evaluations, key=lambda e: e.order)
-    fitness = [ev.fitness if ev.failure is None and math.isfinite(ev.fitness) else 0.0 for ev in ordered]
-    return list(range(1, len(ordered) + 1)), running_best(fitness)

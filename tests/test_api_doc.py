@@ -34,3 +34,18 @@ def test_the_reading_example_runs_on_that_run(tmp_path, monkeypatch, capsys):
     exec(compile(blocks()[1], str(DOC), "exec"), {})
     out = capsys.readouterr().out.splitlines()
     assert "genome" in out[0] and [line.split()[0] for line in out[1:]] == ["1", "2", "3"]
+
+
+def test_the_workflows_example_runs_on_that_run(tmp_path, monkeypatch, capsys, digits, one_torch_thread):
+    from tests.conftest import run_search
+
+    block = next(b for b in blocks() if "alife_nas.workflows import" in b)
+    monkeypatch.chdir(tmp_path)
+    run_search(tmp_path / "runs" / "api-demo", data=digits, dataset="digits", lattice=3, steps=2, filters=[16, 32],
+               max_epochs=1)
+    exec(compile(block, str(DOC), "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("re-training 1 architectures on digits") and out[2].startswith("   1. ")
+    assert out[3] == "['rank_1.py', 'rank_1.pt']" and int(out[4].split()[0]) >= 9  # every training of the run
+    assert out[5].endswith("['model.py', 'model.pt']") and 0 < float(out[5].split()[0]) <= 1
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["comparison.png", "comparison.txt"]

@@ -72,10 +72,21 @@ def test_table_and_plot():
     table = comparison_table(curves())
     assert "neuralfinder" in table and "0.9000" in table and "0.8000" in table
     fig = plot_comparison(curves())
-    whole, zoomed = fig.axes
-    assert len(whole.lines) == 5 and len(zoomed.lines) == 5  # two medians + three runs, in each panel
+    (whole,) = fig.axes  # 3 trainings: a zoomed panel would show the same, so there is none
+    assert len(whole.lines) == 5  # two medians + three runs
     assert whole.get_ylim()[0] < 0.1
     assert max(len(line.get_xdata()) for line in whole.lines) == 3  # every run cut at the common budget
+    fig.canvas.draw()  # whole trainings only on the x-axis, never 1.5
+    assert [t for t in whole.get_xticks() if whole.get_xlim()[0] <= t <= whole.get_xlim()[1]] == [1, 2, 3]
+
+
+def test_two_panels_only_where_the_zoom_shows_something_else():
+    def runs(n):
+        return [RunCurve("a", "random", 1, best_so_far([i / n for i in range(n)]), "16", 0.9)]
+
+    assert len(plot_comparison(runs(19)).axes) == 1  # a tenth of 19 is less than one training
+    whole, zoomed = plot_comparison(runs(20)).axes
+    assert whole.get_xlim() != zoomed.get_xlim() and zoomed.get_xlim() == (2, 20)
 
 
 def test_zoomed_panel_fits_the_late_part():

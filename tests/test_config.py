@@ -140,3 +140,17 @@ def test_the_largest_seed_is_stored_and_read_back():
     config = SearchConfig.from_options(seed=2**63 - 1)
     assert SearchConfig.from_dict(config.to_dict()).seed == 2**63 - 1
     assert SearchConfig.from_options(seed=0.0).seed == 0
+
+
+@pytest.mark.parametrize("address", ["local", "auto", "head:6379", "10.0.0.7:6379", "[fe80::1]:6379",
+                                     "head-1.cluster.example:6379", "ray://head:10001", "ray://10.0.0.7:10001"])
+def test_ray_takes_local_auto_and_cluster_addresses(address):
+    assert SearchConfig.from_options(ray=address).execution.ray == address
+
+
+@pytest.mark.parametrize("address", ["5", "head", ":6379", "head:", "head:0", "head:65536", "head:port", "ray://head",
+                                     "http://head:8265", "head:6379/x", " auto", "auto\n", "", "-head:6379", 5, True])
+def test_ray_refuses_what_no_cluster_answers_to_before_anything_starts(address):
+    with pytest.raises(ConfigError, match="ray must be local, auto, HOST:PORT or ray://HOST:PORT, got") as info:
+        SearchConfig.from_options(ray=address)
+    assert "\n" not in str(info.value)

@@ -44,6 +44,11 @@ def refused(tmp_path: Path, args: list[str], words: str, given: tuple[str, ...] 
     (["--seed", str(2**63)], "seed must be between 0 and 9223372036854775807"),
     (["--steps", "-3"], "steps must be between 0"),
     (["--device", "cuda:" + "9" * 5000], "device must be auto, cpu, cuda or cuda:N"),
+    (["--ray", "5"], "ray must be local, auto, HOST:PORT or ray://HOST:PORT, got '5'"),
+    (["--ray", "ray://head"], "ray must be local, auto, HOST:PORT or ray://HOST:PORT, got 'ray://head'"),
+    (["--ray", "head:70000"], "ray must be local, auto, HOST:PORT or ray://HOST:PORT, got 'head:70000'"),
+    # a worker's device is checked here, not by the worker once the run is written
+    (["--workers", "2", "--devices", "cpu,cuda:9999"], "device cuda:9999"),
 ])
 def test_hostile_options_are_one_line_and_write_nothing(tmp_path, args, words):
     given = tuple(a[2:] for a in args if a.startswith("--"))
@@ -53,7 +58,7 @@ def test_hostile_options_are_one_line_and_write_nothing(tmp_path, args, words):
 @pytest.mark.parametrize("name, content, words", [
     ("table.toml", "lattice = {a = 1}\n", "lattice must be a single value"),
     ("seed.toml", "seed = {a = 1}\n", "seed must be a single value"),
-    ("null.json", '{"ratio": null}', "ratio must be a single value"),
+    ("null.json", '{"ratio": null}', "ratio cannot be null"),
     ("float.toml", "lattice = 3.9\n", "'3.9' is not a valid integer"),
     ("negative.toml", "steps = -3\n", "steps must be between 0"),
     ("nan.toml", "ratio = nan\n", "ratio must be a finite number, got nan"),
@@ -64,6 +69,7 @@ def test_hostile_options_are_one_line_and_write_nothing(tmp_path, args, words):
     ("list.toml", "filters = [16, true]\n", "filters must be a list of numbers"),
     ("nul.json", '{"data_dir": "a\\u0000b"}', "data_dir must not contain a NUL character"),
     ("seed.json", '{"seed": -1}', "seed must be between 0"),
+    ("ray.json", '{"ray": 5}', "ray must be local, auto, HOST:PORT or ray://HOST:PORT, got '5'"),
 ])
 def test_hostile_config_files_are_one_line_naming_the_key(tmp_path, name, content, words):
     path = tmp_path / name
@@ -122,3 +128,49 @@ def test_a_hostile_genome_is_one_short_line():
         assert result.exit_code == 2, result.output[:300]
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and len(lines[0]) < 250 and "Traceback" not in result.output, lines[0][:300]
+
+
+@pytest.mark.parametrize("args", [["--ray", "5"], ["--config", "ray.json"]], ids=["--ray 5", "ray = 5 in --config"])
+def test_evolve_ray_5_leaves_nothing_and_the_corrected_command_runs(tmp_path, monkeypatch, args):
+    """The refusal comes before any folder is made: not the run's, not its parents; a folder that
+    was there, empty, stays as it was; and the corrected command is not refused as 'already holds a run'."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ray.json").write_text('{"ray": 5}')
+    (tmp_path / "empty").mkdir()
+    before = tree_state(tmp_path)
+    for out in ["runs/a/run", "empty"]:
+        result = CliRunner().invoke(main, ["evolve", "--out", out, *args, "--lattice", "2", "--steps", "0"])
+        assert result.exit_code == 2 and "ray must be local, auto, HOST:PORT or ray://HOST:PORT" in result.output
+        assert not (tmp_path / "runs").exists() and not any((tmp_path / "empty").iterdir())
+        assert tree_state(tmp_path) == before
+    small = [part for key, value in TINY.items() for part in (f"--{key}", value)]
+    result = CliRunner().invoke(main, ["evolve", "--out", "empty", *small])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new folder", "empty folder"])
+def test_a_creation_refused_after_the_run_was_made_takes_it_away(tmp_path, monkeypatch, existing):
+    """Search.create, when the executor cannot start (a Ray cluster that refuses, workers that cannot
+    start), removes the run it made, and the folders it made for it; a folder found empty stays."""
+    from alife_nas import search as search_module
+    from alife_nas.config import SearchConfig
+    from alife_nas.executors import ExecutorError
+    from alife_nas.search import Search
+    from tests.conftest import fake_score
+
+    def refuse(*args, **kwargs):
+        raise ExecutorError("cannot start or join Ray at 'head:6379': no cluster there")
+
+    monkeypatch.setattr(search_module, "make_executor", refuse)
+    run_dir = tmp_path / "runs" / "a" / "run"
+    if existing:
+        run_dir.mkdir(parents=True)
+        (tmp_path / "runs" / "notes.txt").write_text("mine")
+    before = tree_state(tmp_path)
+    with pytest.raises(ExecutorError, match="no cluster there"):
+        Search.create(run_dir, SearchConfig.from_options(lattice=2, steps=0), score=fake_score)
+    assert tree_state(tmp_path) == before
+    assert run_dir.is_dir() == existing and (tmp_path / "runs").exists() == existing
+    monkeypatch.undo()
+    with Search.create(run_dir, SearchConfig.from_options(lattice=2, steps=0), score=fake_score) as search:
+        search.run()

@@ -1,8 +1,8 @@
 import pytest
 
 from alife_nas.config import SearchConfig, settings_hash
+from alife_nas.contract import EvalRequest
 from alife_nas.evaluation import CachedEvaluator, cache_key, candidate_seed, sample_seed
-from alife_nas.evolution import EvalRequest
 from alife_nas.executors import SerialExecutor
 from alife_nas.genome import parse_genome
 from alife_nas.store import Evaluation, RunStore

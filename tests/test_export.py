@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from alife_nas import export as ex
+from alife_nas import pytorch_source as ps
 from alife_nas.genome import parse_genome, parse_tuple_form
 from alife_nas.retraining import Retraining
 from alife_nas.store import Evaluation
@@ -341,7 +342,7 @@ def test_any_name_gives_importable_files_with_one_stem(name: str) -> None:
 @given(st.text(max_size=60))
 def test_any_text_becomes_a_docstring_literal_that_reads_back_exactly(text: str) -> None:
     """Whatever a name holds (quotes, backslashes, newlines, separators, surrogates), it stays data."""
-    literal = ex._text_literal(text)
+    literal = ps._text_literal(text)
     module = compile(literal + "\nx = 1\n", "generated.py", "exec")  # a whole module: the literal is its docstring
     namespace: dict = {}
     exec(module, namespace)  # noqa: S102 - the point: nothing but the docstring and x exist afterwards
@@ -352,5 +353,5 @@ def test_any_text_becomes_a_docstring_literal_that_reads_back_exactly(text: str)
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
                     max_leaves=12))
 def test_metadata_literals_are_plain_data(value) -> None:
-    assert ast.literal_eval(ex._literal({"v": value})) == ex._plain({"v": value})
-    assert ex._plain(Path("a/b")) == "a/b" and ex._plain(float("inf")) is None
+    assert ast.literal_eval(ps._literal({"v": value})) == ps._plain({"v": value})
+    assert ps._plain(Path("a/b")) == "a/b" and ps._plain(float("inf")) is None

@@ -12,7 +12,9 @@ from alife_nas.genome import (
     GenomeParseError,
     MaxPool,
     format_tuple_form,
+    ONE_LINE_LIMIT,
     normalize_filters,
+    one_line,
     parse_genome,
     parse_tuple_form,
     shorten,
@@ -210,6 +212,14 @@ def test_shorten_is_one_line_of_bounded_length(text, limit):
     assert "\n" not in short and len(short) <= limit + len(" (1,000,000 characters)")
     if len(" ".join(text.split())) <= limit:
         assert short == " ".join(text.split())
+
+
+def test_one_line_squeezes_an_error_and_cuts_it_at_one_length():
+    assert one_line(ValueError("bad\n  value\tthere ")) == "bad value there"
+    cut = one_line("x" * 1000)
+    assert len(cut) == ONE_LINE_LIMIT and cut.endswith("...")
+    assert one_line("x" * 1000, None) == "x" * 1000 and one_line("a b c d", 5) == "a ..."
+    assert one_line(ValueError()) == ""
 
 
 def test_shown_never_fails_on_huge_values():

@@ -173,6 +173,7 @@ def test_unknown_part_is_refused(gc):
     assert err.value.code == 2
 
 
+@pytest.mark.slow
 def test_search_part_runs_the_cli_on_the_generated_files(gc, tmp_path):
     # The real part end to end (CLI evolve + status --json) at the smallest size that still
     # goes through initialisation and one evolution step.
@@ -183,6 +184,7 @@ def test_search_part_runs_the_cli_on_the_generated_files(gc, tmp_path):
     assert any(line.startswith("done:") for line in result.lines)
 
 
+@pytest.mark.slow
 def test_the_script_as_a_command(tmp_path):
     # The entry point as a GPU user runs it, with the cheapest part (the CPU tests of test_cuda.py).
     done = subprocess.run([sys.executable, str(SCRIPT), "--cpu-smoke", "--parts", "tests"], cwd=SCRIPT.parents[1],

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image, features
 
-import alife_nas.data as data_module
+import alife_nas.imagefolder as reader
 from alife_nas import Search, SearchConfig
 from alife_nas.data import DatasetError, imagefolder_cache_dir, load_dataset
 
@@ -28,13 +28,13 @@ def cache(tmp_path, monkeypatch):
 def decodes(monkeypatch):
     """Counts images decoded (not read from the cache)."""
     counter = {"n": 0}
-    real = data_module._decode_image
+    real = reader._decode_image
 
     def counting(*args, **kwargs):
         counter["n"] += 1  # list.append/int += under the GIL; exactness is checked on totals only
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(data_module, "_decode_image", counting)
+    monkeypatch.setattr(reader, "_decode_image", counting)
     return counter
 
 
@@ -340,7 +340,7 @@ def test_a_killed_cache_write_leaves_no_cache(tmp_path, cache, decodes, monkeypa
         file.write(b"PK\x03\x04 half a zip")
         raise KeyboardInterrupt  # stands for the process dying mid-write
 
-    monkeypatch.setattr(data_module.np, "savez", killed)
+    monkeypatch.setattr(reader.np, "savez", killed)
     with pytest.raises(KeyboardInterrupt):
         load_dataset(f"imagefolder:{folder}", val_size=1)
     monkeypatch.undo()

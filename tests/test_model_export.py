@@ -152,7 +152,7 @@ def test_predict_takes_every_layout_and_normalises_like_the_trainer(tmp_path, di
 
 
 def test_untrained_and_trained_sources_share_the_architecture(tmp_path, digits, trainer, trained):
-    from alife_nas.export import pytorch_source
+    from alife_nas.pytorch_source import pytorch_source
 
     mx.save_trained(tmp_path, "model", trained, digits, trainer.settings)
     (tmp_path / "plain.py").write_text(pytorch_source(GENOME, (1, 8, 8), 10, "plain", init="kaiming"))

@@ -1,6 +1,7 @@
 """The README's walkthrough to a trained model runs as written and predicts in a fresh interpreter."""
 from __future__ import annotations
 
+import pytest
 import ast
 import re
 import shlex
@@ -30,6 +31,7 @@ def walkthrough() -> list[str]:
     return commands
 
 
+@pytest.mark.slow
 def test_the_readme_walkthrough_ends_in_a_prediction_without_alife_nas(tmp_path, monkeypatch):
     commands = walkthrough()
     assert [c.split()[0] for c in commands] == ["alife-nas", "alife-nas", "python", "python"]

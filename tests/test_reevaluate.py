@@ -12,13 +12,13 @@ from hypothesis import strategies as st
 
 from alife_nas.cli import main
 from alife_nas.config import ConfigError, SearchConfig, settings_hash
+from alife_nas.contract import EvalRequest, FitnessStats, mean_fitness
 from alife_nas.evaluation import (
     CachedEvaluator,
     Reevaluating,
     cache_key,
     candidate_seed,
 )
-from alife_nas.evolution import EvalRequest, FitnessStats, mean_fitness
 from alife_nas.executors import SerialExecutor
 from alife_nas.export import to_json, to_markdown, top_architectures
 from alife_nas.genome import parse_genome

@@ -108,6 +108,7 @@ CREATE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_kill_at_any_point_of_creation_leaves_a_run_or_a_directory_evolve_takes_over(tmp_path):
     whole = subprocess.run([sys.executable, "-c", CREATE, str(tmp_path / "whole"), "0"], capture_output=True,
                            text=True, check=True)
@@ -192,6 +193,58 @@ def test_losing_the_wal_after_a_kill_loses_at_most_the_step_in_flight(tmp_path):
     assert cli("resume", run_dir).returncode == 0
     run_search(tmp_path / "whole", lattice=3, steps=6)
     assert history(run_dir) == history(tmp_path / "whole")
+
+
+#: An rl run SIGKILLed at one point of step 3's commit (argv: run dir, point). The store's
+#: connection is wrapped so the kill lands just before the named statement runs; "between" kills
+#: after the step is committed and checkpointed, before step 4 begins.
+KILL_IN_COMMIT = textwrap.dedent("""
+    import os, signal, sys
+    from alife_nas.config import SearchConfig
+    from alife_nas.search import Search
+    from tests.conftest import fake_score
+    run_dir, point = sys.argv[1], sys.argv[2]
+    BEFORE = {"state": "INSERT OR REPLACE INTO resume_state", "commit": "COMMIT", "checkpoint": "PRAGMA wal_checkpoint"}
+    class Killing:
+        def __init__(self, conn):
+            self.conn, self.step = conn, None
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+        def execute(self, sql, *args):
+            if sql.startswith("INSERT INTO steps"):
+                self.step = args[0][0]
+            if self.step == 3 and point in BEFORE and sql.startswith(BEFORE[point]):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return self.conn.execute(sql, *args)
+    config = SearchConfig.from_options(strategy="rl", steps=6, seed=4, controller_batch=3, controller_max_layers=6)
+    search = Search.create(run_dir, config, score=fake_score)
+    search.store._conn = Killing(search.store._conn)
+    search.run(on_step=lambda s: s.step == 3 and os.kill(os.getpid(), signal.SIGKILL))
+""")
+
+
+@pytest.mark.parametrize("point, steps_kept", [("state", 2), ("commit", 2), ("checkpoint", 3), ("between", 3)])
+def test_an_rl_run_killed_in_a_steps_commit_resumes_to_the_same_run(tmp_path, point, steps_kept):
+    # the step row and the controller's state (kept once, the newest) are one transaction
+    config = SearchConfig.from_options(strategy="rl", steps=6, seed=4, controller_batch=3, controller_max_layers=6)
+    with Search.create(tmp_path / "whole", config, score=fake_score) as search:
+        search.run()
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", KILL_IN_COMMIT, str(run_dir), point], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    with RunStore.open(run_dir, readonly=True) as store:
+        assert store.steps_done == steps_kept and store.last_step().step == steps_kept
+    with Search.open(run_dir, score=fake_score) as search:
+        search.run()
+    assert history(run_dir) == history(tmp_path / "whole")
+
+    def newest(run):
+        with RunStore.open(run, readonly=True) as store:
+            last = store.last_step()
+            return last.step, last.strategy_state, last.rng_state
+
+    assert newest(run_dir) == newest(tmp_path / "whole")
 
 
 def test_a_database_deleted_under_a_running_search_stops_it_with_one_line(tmp_path):

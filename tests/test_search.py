@@ -5,7 +5,7 @@ import pytest
 
 from alife_nas.config import ConfigError, SearchConfig
 from alife_nas.search import Search
-from alife_nas.store import RunStore
+from alife_nas.store import SCHEMA_VERSION, RunStore
 from tests.conftest import make_search, run_search
 
 
@@ -120,11 +120,32 @@ def test_summary_and_progress_callbacks(tmp_path, score):
     assert final.worst <= final.mean <= final.best_fitness
 
 
+def make_v3(run_dir, states=None):
+    """Rewrite a run's database the way alife_nas 0.3 wrote it (schema 3): no ``resume_state`` table,
+    every ``steps`` row holds the strategy's and the generator's state after it. ``states`` maps a
+    step to its (strategy state, generator state); without it, every row gets the newest."""
+    import json
+    import sqlite3
+
+    conn = sqlite3.connect(run_dir / "run.sqlite")
+    with conn:
+        newest = conn.execute("SELECT strategy_state, rng_state FROM resume_state").fetchone()
+        conn.execute("ALTER TABLE steps ADD COLUMN strategy_state TEXT")
+        conn.execute("ALTER TABLE steps ADD COLUMN rng_state TEXT")
+        for (step,) in conn.execute("SELECT step FROM steps").fetchall():
+            row = newest if states is None else tuple(json.dumps(s) for s in states[step])
+            conn.execute("UPDATE steps SET strategy_state = ?, rng_state = ? WHERE step = ?", (*row, step))
+        conn.execute("DROP TABLE resume_state")
+        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    conn.close()
+
+
 def make_v1(run_dir):
     """Rewrite a run's database the way alife_nas 0.1 wrote it (schema 1: flat config, lattice in states)."""
     import json
     import sqlite3
 
+    make_v3(run_dir)
     with RunStore.open(run_dir) as store:
         config = store.config
     flat = {k: v for k, v in config.options().items() if k in (
@@ -153,7 +174,7 @@ def test_a_run_of_version_0_1_is_read_and_resumed_exactly(tmp_path, score):
         assert store.schema_version == 1 and store.config.method.lattice == 3 and store.config.seed == 2
         assert store.dataset_info == {"input_shape": [1, 8, 8], "num_classes": 10, "classes": None}
     with Search.open(tmp_path / "old", score=score, steps=6) as search:
-        assert search.store.schema_version == 3
+        assert search.store.schema_version == SCHEMA_VERSION
         search.run()
     assert history(tmp_path / "old") == history(tmp_path / "whole")
     with RunStore.open(tmp_path / "old") as store:
@@ -166,6 +187,7 @@ def test_a_run_of_version_0_2_is_read_and_resumed_exactly(tmp_path, score):
     run_to_end(tmp_path / "old", SearchConfig.from_options(lattice=3, steps=2, seed=3), score)
     import sqlite3
 
+    make_v3(tmp_path / "old")
     conn = sqlite3.connect(tmp_path / "old" / "run.sqlite")  # schema 2: no curves, no samples table
     with conn:
         conn.execute("ALTER TABLE evaluations DROP COLUMN history")
@@ -175,6 +197,6 @@ def test_a_run_of_version_0_2_is_read_and_resumed_exactly(tmp_path, score):
     with RunStore.open(tmp_path / "old", readonly=True) as store:
         assert store.schema_version == 2 and all(e.history == () for e in store.evaluations())
     with Search.open(tmp_path / "old", score=score, steps=4) as search:
-        assert search.store.schema_version == 3
+        assert search.store.schema_version == SCHEMA_VERSION
         search.run()
     assert history(tmp_path / "old") == history(tmp_path / "whole")

@@ -33,6 +33,14 @@ def test_round_trip_of_a_run(run_dir):
         assert mode == "wal"
 
 
+def test_the_states_are_one_row_for_the_newest_step(run_dir):
+    with RunStore.open(run_dir) as store:
+        assert store._conn.execute("SELECT id, step FROM resume_state").fetchall() == [(1, 3)]
+        store._conn.execute("UPDATE resume_state SET step = 2")  # a step and states apart: never written so
+        with pytest.raises(RunStoreError, match="no saved state for its last step 3; the run is damaged"):
+            store.last_step()
+
+
 def test_create_refuses_existing_run(run_dir):
     before = tree_state(run_dir)
     with pytest.raises(RunStoreError, match="already holds a run"):

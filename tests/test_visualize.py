@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image, ImageSequence
 
+from alife_nas import run_history
 from alife_nas import visualize as viz
 from alife_nas.config import SearchConfig
 from alife_nas.store import Evaluation, StepRow
@@ -276,13 +277,13 @@ def test_params_of_genomes_never_trained_come_from_the_runs_data_shape() -> None
     trained = store.evaluations()[0]
     store._evals = [trained]  # the other genomes' fitness came from elsewhere (e.g. the cache)
     genomes = {g for line in store.step_rows()[-1].lattice["genomes"] for g in line}
-    lookup = viz._params_lookup(store, genomes)
+    lookup = run_history.params_by_genome(store, genomes)
     assert lookup[trained.genome] == trained.params
     hidden = store.config.training.hidden
     for g in genomes - {trained.genome}:
         assert lookup[g] == describe_genome(parse_genome(g), (1, 8, 8), 10, hidden).params
     store.dataset_info = None  # a run that does not record its data shape: unknown, drawn as missing
-    assert set(viz._params_lookup(store, genomes)) == {trained.genome}
+    assert set(run_history.params_by_genome(store, genomes)) == {trained.genome}
 
 
 def test_lattice_series() -> None:
@@ -373,7 +374,8 @@ def test_a_round_draws_every_master_and_partner(tmp_path, monkeypatch) -> None:
         (c - 0.5 + 0.06, r - 0.5 + 0.06) for r, c in [(1, 1), (5, 5), (1, 6)])
     assert [t.get_text() for t in plot.ax.get_legend().get_texts()] == [
         "3 partners", "3 masters", "written this step", "failed (fitness 0)"]
-    assert "step 3 / 3: round of 3 masters: 2 replaced (best candidate 0.9300)" in plot.ax.get_title()
+    # the run's step target (the default 6 of the PlainStore's config), not its last finished step
+    assert "step 3 / 6: round of 3 masters: 2 replaced (best candidate 0.9300)" in plot.ax.get_title()
     assert len(plot.flags) == 3
 
 

@@ -17,13 +17,31 @@ try:  # Python 3.11+; tomli is the same parser, installed on 3.10
 except ModuleNotFoundError:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib  # type: ignore[no-redef]
 
-from alife_nas.config import ConfigError, SearchConfig
+from alife_nas.config import OPTION_CLASSES, ConfigError, DataConfig, SearchConfig
 from alife_nas.executors import ExecutorError
 from alife_nas.files import environment_message
 from alife_nas.genome import MAX_FILTERS, shown
-from alife_nas.settings import PRESETS
+from alife_nas.options import Spec, specs
+from alife_nas.settings import PRESETS, TrainSettings
 from alife_nas.store import RunStore, RunStoreError
+from alife_nas.workflows import WorkflowError, WorkflowEvent
 from alife_nas.strategies import STRATEGIES
+
+
+def _declarations() -> dict[str, tuple[Spec, tuple[str, ...]]]:
+    """Every declared option by name: its declaration and, for a strategy option, the strategies
+    that have it (empty when every strategy has it, like ``filters``, or it is no strategy's)."""
+    table: dict[str, tuple[Spec, tuple[str, ...]]] = {}
+    for cls in OPTION_CLASSES:
+        table.update({name: (spec, ()) for name, spec in specs(cls).items()})
+    owners: dict[str, list[str]] = {}
+    for strategy, cls in STRATEGIES.items():
+        for name, spec in specs(cls.Options).items():
+            table.setdefault(name, (spec, ()))
+            owners.setdefault(name, []).append(strategy)
+    for name, who in owners.items():
+        table[name] = (table[name][0], () if len(who) == len(STRATEGIES) else tuple(who))
+    return table
 
 
 def library_defaults() -> dict[str, Any]:
@@ -36,11 +54,14 @@ def library_defaults() -> dict[str, Any]:
     return defaults
 
 
+#: Every declared option: the library's declarations, read once (``alife_nas.options``).
+DECLARED = _declarations()
+
 #: The library's defaults by option name: commands show these in --help and never keep their own.
 DEFAULTS = library_defaults()
 
-#: Options that change a trainer setting of the chosen preset (None = keep the preset's).
-TRAINING_OPTIONS = ("max_epochs", "patience", "batch_size", "lr", "max_layers", "max_params")
+#: Options of the training section: a preset sets them all, an option given changes one.
+TRAINING_OPTIONS = tuple(name for name in specs(TrainSettings) if name != "preset")
 
 
 class UserError(click.ClickException):
@@ -52,8 +73,44 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
-def _config_value(path: Path, key: str, value: Any, flag: bool) -> Any:
+class _NoneGiven(str):
+    """The value "none" given on purpose (``--budget none``, ``null`` in a config file): unlike a
+    missing option (None, "not given"), it sets an optional option to None."""
+
+
+#: An optional option set to None on purpose; :func:`given` turns it into None.
+NONE_GIVEN = _NoneGiven("none")
+
+
+class _OrNone(click.ParamType):
+    """An optional option's type: ``none`` (any case) sets it to None, anything else is ``inner``'s."""
+
+    def __init__(self, inner: click.ParamType) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is NONE_GIVEN or (isinstance(value, str) and value.strip().lower() == "none"):
+            return NONE_GIVEN
+        return self.inner.convert(value, param, ctx)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str | None:
+        return self.inner.get_metavar(param, ctx)
+
+
+class _Bool(click.types.BoolParamType):
+    """A ``--x/--no-x`` flag's type; a config file's ``null`` for an optional one passes as NONE_GIVEN."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return value if value is NONE_GIVEN else super().convert(value, param, ctx)
+
+
+def _config_value(path: Path, key: str, value: Any, flag: bool, optional: bool) -> Any:
     """A config-file value as the command line would give it, so click checks it the same way."""
+    if value is None:
+        if not optional:
+            raise click.BadParameter(f"config file {path}: {key} cannot be null")
+        return NONE_GIVEN
     if flag:
         if not isinstance(value, bool):
             raise click.BadParameter(f"config file {path}: {key} must be true or false, got {shown(value)}")
@@ -70,8 +127,32 @@ def _config_value(path: Path, key: str, value: Any, flag: bool) -> Any:
     return str(value)  # parsed by the option's own type: "3.9" for an integer option is refused
 
 
+#: The sections of a stored run config (``status --json``'s ``config``): a config file may hold
+#: them as tables, so a run's own config feeds a new run as it is.
+_SECTIONS = ("stop", "data", "training", "method", "fitness", "execution")
+
+
+def _flat(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """Option names to values; the sections of a stored config (tables) are read as their options."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if str(key) in _SECTIONS and isinstance(value, dict):
+            items = value.items()
+        else:
+            items = [(key, value)]
+        for name, val in items:
+            if str(name).replace("-", "_") in flat:
+                raise click.BadParameter(f"config file {path}: {shown(name)} is given twice")
+            flat[str(name).replace("-", "_")] = (str(name), val)
+    return flat
+
+
 def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    """Read a TOML or JSON file of option values (keys are the option names, '-' or '_')."""
+    """Read a TOML or JSON file of option values (keys are the option names, '-' or '_').
+
+    The sections of a stored run config (``status --json``'s ``config``) are accepted as tables.
+    ``null`` (JSON) sets an optional option to None.
+    """
     if not value:
         return value
     path = Path(value)
@@ -93,11 +174,11 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
         raise click.BadParameter(f"config file {path} must hold a table of option names to values")
     params = {p.name: p for p in ctx.command.params if isinstance(p, click.Option)}
     defaults: dict[str, Any] = {}
-    for key, val in data.items():
-        name = str(key).replace("-", "_")
+    for name, (key, val) in _flat(path, data).items():
         if name not in params or name == "config":
             raise click.BadParameter(f"config file {path}: unknown option {shown(key)}")
-        defaults[name] = _config_value(path, str(key), val, params[name].is_flag)
+        optional = name in DECLARED and DECLARED[name][0].optional
+        defaults[name] = _config_value(path, key, val, params[name].is_flag, optional)
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
 
@@ -117,21 +198,65 @@ def config_option(func: Callable) -> Callable:
     )(func)
 
 
+def _value_text(spec: Spec, value: Any) -> str:
+    """A default as --help shows it."""
+    if value is None:
+        return spec.none_means
+    if spec.kind == "bool":
+        if spec.flags and "/" in spec.flags[0]:  # --torus/--bounded: the flag's own word
+            on, off = (f.strip().lstrip("-") for f in spec.flags[0].split("/"))
+            return on if value else off
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
 def _shown(name: str) -> str:
-    value = DEFAULTS.get(name)
+    """The library's default of ``name`` as --help shows it; a training setting that the presets
+    set differently shows each preset's."""
+    spec = DECLARED[name][0]
     if name in TRAINING_OPTIONS:
-        return f"the preset's ({', '.join(f'{p}: {getattr(s, name)}' for p, s in PRESETS.items())})"
-    if name == "torus":
-        return "torus" if value else "bounded"
-    return "none" if value is None else str(value)
+        values = {p: getattr(s, name) for p, s in PRESETS.items()}
+        if len(set(map(repr, values.values()))) > 1:
+            return "the preset's (" + ", ".join(f"{p}: {_value_text(spec, v)}" for p, v in values.items()) + ")"
+    return _value_text(spec, DEFAULTS.get(name))
+
+
+def _click_type(name: str, spec: Spec) -> click.ParamType:
+    if spec.kind == "choice":
+        inner: click.ParamType = click.Choice(sorted(STRATEGIES) if name == "strategy" else list(spec.choices))
+    else:
+        inner = {"int": click.INT, "number": click.FLOAT}.get(spec.kind, click.STRING)
+    return _OrNone(inner) if spec.optional else inner
+
+
+def declared_option(name: str) -> Callable:
+    """The command-line option of a declared library option: its flags, type, help and default shown.
+
+    The default is None ("not given", so resume can tell what was typed and a preset keeps its
+    own values); --help shows the library's. Optional options take ``none``; booleans are
+    ``--x/--no-x`` flags. A strategy option's help names its strategies.
+    """
+    spec, owners = DECLARED[name]
+    dashed = "--" + name.replace("_", "-")
+    prefix = f"[{', '.join(owners)}] " if owners else ""
+    default = DEFAULTS.get(name)
+    text = prefix + spec.help + (f" none: {spec.none_means}." if spec.optional and default is not None else "")
+    help_text = f"{text}  [default: {_shown(name)}]"
+    if spec.kind == "bool":
+        flags = spec.flags or (f"{dashed}/--no-{name.replace('_', '-')}",)
+        return click.option(*flags, name, default=None, type=_Bool(), help=help_text)
+    extra: dict[str, Any] = {"is_flag": False, "flag_value": spec.flag_value} if spec.flag_value else {}
+    return click.option(*(spec.flags or (dashed,)), name, default=None, type=_click_type(name, spec),
+                        show_default=False, help=help_text, **extra)
 
 
 def _option(name: str, *flags: str, help: str, **kwargs: Any) -> Callable:
-    """An option whose default is the library's: given as None, shown from :data:`DEFAULTS`."""
+    """An option of a command that is no library option (its default shown from :data:`DEFAULTS`)."""
     flags = flags or (f"--{name.replace('_', '-')}",)
-    # The default is None ("not given", so resume can tell what was typed); the help shows the library's.
-    return click.option(*flags, name, default=None, show_default=False, help=f"{help}  [default: {_shown(name)}]",
-                        **kwargs)
+    return click.option(*flags, name, default=None, show_default=False,
+                        help=f"{help}  [default: {DEFAULTS.get(name, 'none')}]", **kwargs)
 
 
 def with_options(options: list[Callable], func: Callable) -> Callable:
@@ -141,42 +266,45 @@ def with_options(options: list[Callable], func: Callable) -> Callable:
     return func
 
 
+def section_names(*classes: type) -> list[str]:
+    """The declared option names of these options classes, in declaration order, each once."""
+    names: list[str] = []
+    for cls in classes:
+        names += [n for n in specs(cls) if n not in names]
+    return names
+
+
+def strategy_option_names() -> list[str]:
+    """Every strategy's own options (each name once), in the order of the strategies."""
+    return section_names(*(cls.Options for cls in STRATEGIES.values()))
+
+
 def data_options(func: Callable) -> Callable:
     """Which data set and which validation split (the ``data`` section of the config)."""
-    options = [
-        _option("dataset", help="digits, cifar10, cifar100, mnist, fashion-mnist, svhn or imagefolder:PATH."),
-        _option("data_dir", type=click.Path(file_okay=False), help="Where data set files are (and are downloaded to)."),
-        _option("val_size", type=float, help="Validation split carved from the training data: a fraction (<1) or a count."),
-        _option("split_seed", type=int, help="Seed of the validation carve."),
-        _option("image_size", type=int,
-                help="imagefolder only: resize every image to NxN (needed when the images differ in size)."),
-    ]
-    return with_options(options, func)
+    return with_options([declared_option(n) for n in section_names(DataConfig)], func)
 
 
 def training_options(func: Callable) -> Callable:
-    """The training preset and the settings most often changed (the ``training`` section)."""
-    options = [
-        _option("preset", type=click.Choice(sorted(PRESETS)), help="Training preset (docs/training.md)."),
-        _option("max_epochs", type=int, help="Epoch limit of a training."),
-        _option("patience", type=int, help="Early-stopping patience in epochs; 0 = never stop early."),
-        _option("batch_size", type=int, help="Training batch size."),
-        _option("lr", type=float, help="Peak learning rate."),
-        _option("max_layers", type=int, help="Refuse genomes with more layers (fitness 0); 0 = no cap."),
-        _option("max_params", type=int, help="Refuse networks with more parameters (fitness 0); 0 = no cap."),
-    ]
-    return with_options(options, func)
+    """Every training setting, the preset first (the ``training`` section): a preset sets them all,
+    and each option given changes one of them."""
+    return with_options([declared_option(n) for n in section_names(TrainSettings)], func)
 
 
 def device_option(func: Callable) -> Callable:
-    return _option("device", help="auto, cpu, cuda or cuda:N.")(func)
+    return declared_option("device")(func)
+
+
+def download_option(func: Callable) -> Callable:
+    """``--download/--no-download``: one default for every command that loads data."""
+    return click.option("--download/--no-download", default=True, show_default=True,
+                        help="Download a missing torchvision data set into --data-dir.")(func)
 
 
 def given(options: dict[str, Any]) -> dict[str, Any]:
     """The options the user gave (on the command line or in --config; None = not given), with
     ``filters`` read into numbers: ready for :meth:`SearchConfig.from_options` or ``Search.open``."""
-    options = {k: v for k, v in options.items() if v is not None}
-    if "filters" in options:
+    options = {k: (None if v is NONE_GIVEN else v) for k, v in options.items() if v is not None}
+    if options.get("filters") is not None:
         options["filters"] = parse_filters(options["filters"])
     return options
 
@@ -216,9 +344,16 @@ def open_run(run_dir: str) -> RunStore:
     return store
 
 
+def print_progress(event: WorkflowEvent) -> None:
+    """A library workflow's progress (alife_nas.workflows): its line on stderr, at once."""
+    click.echo(event.text, err=True)
+    sys.stderr.flush()
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """The library's one-line errors (bad config, data set or run directory) become exit 2."""
+    """The library's one-line errors (bad config, data set or run directory, a refused workflow
+    argument or output, a model that cannot be saved) become exit 2."""
     try:
         yield
     except (ConfigError, RunStoreError, ExecutorError) as exc:
@@ -230,6 +365,11 @@ def user_errors() -> Iterator[None]:
         raise UserError(message) from None
     except ValueError as exc:
         data = sys.modules.get("alife_nas.data")  # only loaded (with torch) when data was touched
-        if data is not None and isinstance(exc, data.DatasetError):
+        if isinstance(exc, WorkflowError) or (data is not None and isinstance(exc, data.DatasetError)):
+            raise UserError(str(exc)) from None
+        raise
+    except Exception as exc:
+        models = sys.modules.get("alife_nas.model_export")  # only loaded (with torch) for model files
+        if models is not None and isinstance(exc, models.ModelExportError):
             raise UserError(str(exc)) from None
         raise

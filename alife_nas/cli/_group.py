@@ -9,6 +9,7 @@ import click
 
 from alife_nas import __version__
 from alife_nas.files import environment_message
+from alife_nas.genome import one_line
 
 
 class OneLineErrorGroup(click.Group):
@@ -23,10 +24,10 @@ class OneLineErrorGroup(click.Group):
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
             hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
-            click.echo(f"Error: {' '.join(exc.format_message().split())}{hint}", err=True)
+            click.echo(f"Error: {one_line(exc.format_message(), None)}{hint}", err=True)
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
-            click.echo(f"Error: {' '.join(exc.format_message().split())}", err=True)
+            click.echo(f"Error: {one_line(exc.format_message(), None)}", err=True)
             sys.exit(exc.exit_code)
         except click.Abort:
             click.echo("Aborted!", err=True)

@@ -8,17 +8,19 @@ business; seeds, the cache and the store are not: a task already carries its see
 """
 from __future__ import annotations
 
+import inspect
 import math
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from alife_nas.config import DataConfig
-from alife_nas.genome import Genome, parse_genome
+from alife_nas.genome import Genome, one_line, parse_genome
 from alife_nas.settings import TrainSettings
 
 __all__ = ["Task", "Progress", "ProgressFn", "Executor", "TrainingJob", "ScoreFn", "score_safely",
-           "death_result", "poisoned", "Deaths", "ExecutorError"]
+           "death_result", "poisoned", "Deaths", "ExecutorError", "HangWatch"]
 
 #: Trains/scores one genome with a seed; returns a result dict with at least 'fitness'.
 ScoreFn = Callable[[Genome, int], dict]
@@ -92,12 +94,22 @@ class TrainingJob:
             torch.set_num_threads(self.threads)
         if self.score is not None:
             score = self.score
+            if _takes_on_epoch(score):  # a score function may report epochs, as the trainer does
+                return lambda genome, seed, on_epoch=None: score(genome, seed, on_epoch=on_epoch)
             return lambda genome, seed, on_epoch=None: score(genome, seed)
         from alife_nas.data import load_data
         from alife_nas.training import Trainer
 
         trainer = Trainer(data if data is not None else load_data(self.data), self.training, device or self.device)
         return lambda genome, seed, on_epoch=None: trainer.train(genome, seed, on_epoch=on_epoch).to_dict()
+
+
+def _takes_on_epoch(score: Callable) -> bool:
+    try:
+        parameters = inspect.signature(score).parameters
+    except (TypeError, ValueError):
+        return False
+    return "on_epoch" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
 def score_safely(scorer: Callable[..., dict], task: Task, on_epoch: Callable | None = None) -> dict:
@@ -130,7 +142,7 @@ def poisoned(result: dict) -> str | None:
     """
     failure = result.get("failure") or ""
     if result.get("failure_kind") == "error" and any(mark in failure for mark in _POISON):
-        return failure[:200]
+        return one_line(failure)
     return None
 
 
@@ -154,3 +166,128 @@ class Deaths:
         """Note that ``task`` lost its worker; True if it gets another try, False if it has failed."""
         self._count[task.index] = self._count.get(task.index, 0) + 1
         return self._count[task.index] < MAX_DEATHS
+
+
+# --- hung workers -----------------------------------------------------------------------------
+#: Automatic hang detection (``training_timeout`` None or 0), seconds; the rule is HangWatch's.
+STARTUP_LIMIT = 600.0  # a worker's start-up: a fresh process, its imports, loading the data set
+FIRST_EPOCH_FLOOR = 900.0  # a training's wait for its first epoch (includes compilation, autotuning)
+EPOCH_FLOOR = 300.0  # the wait for each later epoch, and for the result after the last one
+SLACK = 10.0  # times the slowest comparable wait seen
+
+
+@dataclass
+class _Clock:
+    launched: float  # when the worker was started
+    ready: bool = False  # it has built its trainer
+    mark: float | None = None  # when the current wait began; None: no task
+    epochs: int = 0  # progress reports of the task in hand
+    slowest: float = 0.0  # the task's longest wait so far
+
+
+class HangWatch:
+    """When a worker counts as hung: the no-progress rule every backend shares.
+
+    A worker with a task must report progress — an epoch finished, or the result — within a
+    limit, else it is treated like a dead one (killed, its task retried once on a fresh worker,
+    then recorded as failed). Each wait is timed separately: the first from the moment a ready
+    worker has the task (a worker still starting up gets :data:`STARTUP_LIMIT`, or ``timeout``
+    if longer, to become ready), the others from the previous epoch. The limit of a wait is
+
+    - ``timeout`` seconds when one is set (``training_timeout``);
+    - otherwise, for the first epoch: the larger of :data:`FIRST_EPOCH_FLOOR` and :data:`SLACK`
+      times the longest wait for a first epoch seen in this run (by this executor); for each later
+      epoch and the result: the larger of :data:`EPOCH_FLOOR` and :data:`SLACK` times the task's
+      own longest wait so far (its first one included).
+
+    Workers are known by number; times come from ``clock`` (monotonic: a suspended machine does
+    not count). Times are taken when the coordinator reads a report, so a busy coordinator only
+    makes the limits more generous.
+    """
+
+    def __init__(self, timeout: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout = float(timeout) if timeout else None
+        self.clock = clock
+        self.slowest_first = 0.0
+        self._workers: dict[int, _Clock] = {}
+
+    def launched(self, worker: int) -> None:
+        """A fresh worker was started (it is not ready until it says so)."""
+        self._workers[worker] = _Clock(self.clock())
+
+    def ready(self, worker: int) -> None:
+        """The worker has built its trainer; a task it holds starts its first wait now."""
+        clock = self._workers.setdefault(worker, _Clock(self.clock()))
+        if not clock.ready:
+            clock.ready = True
+            if clock.mark is not None:
+                clock.mark = self.clock()
+
+    def begin(self, worker: int) -> None:
+        """The worker was handed a task."""
+        clock = self._workers.setdefault(worker, _Clock(self.clock(), ready=True))
+        clock.mark, clock.epochs, clock.slowest = self.clock(), 0, 0.0
+
+    def progress(self, worker: int) -> None:
+        """The worker's task finished an epoch."""
+        clock = self._workers.get(worker)
+        if clock is None or clock.mark is None or not clock.ready:
+            return
+        now = self.clock()
+        self._note(clock, now - clock.mark)
+        clock.mark, clock.epochs = now, clock.epochs + 1
+
+    def end(self, worker: int) -> None:
+        """The worker's task is done (its result arrived) or lost."""
+        clock = self._workers.get(worker)
+        if clock is not None and clock.mark is not None:
+            if clock.ready:
+                self._note(clock, self.clock() - clock.mark)
+            clock.mark = None
+
+    def _note(self, clock: _Clock, wait: float) -> None:
+        if clock.epochs == 0:
+            self.slowest_first = max(self.slowest_first, wait)
+        clock.slowest = max(clock.slowest, wait)
+
+    def limit(self, worker: int) -> float | None:
+        """Seconds the worker's current wait may last; None when it has no task."""
+        clock = self._workers.get(worker)
+        if clock is None or clock.mark is None:
+            return None
+        if not clock.ready:
+            return max(STARTUP_LIMIT, self.timeout or 0.0)
+        if self.timeout:
+            return self.timeout
+        if clock.epochs == 0:
+            return max(FIRST_EPOCH_FLOOR, SLACK * self.slowest_first)
+        return max(EPOCH_FLOOR, SLACK * clock.slowest)
+
+    def _since(self, clock: _Clock) -> float:
+        return clock.mark if clock.ready else clock.launched  # type: ignore[return-value]
+
+    def overdue(self, worker: int) -> str | None:
+        """Why the worker counts as hung now, or None."""
+        limit = self.limit(worker)
+        if limit is None:
+            return None
+        clock = self._workers[worker]
+        waited = self.clock() - self._since(clock)
+        if waited <= limit:
+            return None
+        what = "did not start" if not clock.ready else "sent no progress"
+        which = "training_timeout" if self.timeout and clock.ready else "the automatic training timeout"
+        if not clock.ready:
+            which = "the start-up limit"
+        return f"hung: {what} for {waited:.0f} s, over {which} of {limit:g} s; killed"
+
+    def next_check(self) -> float | None:
+        """Seconds until the first worker with a task could be overdue (None: no worker has one)."""
+        now = self.clock()
+        waits = [self._since(clock) + limit - now for worker, clock in self._workers.items()
+                 if (limit := self.limit(worker)) is not None]
+        return max(0.0, min(waits)) + 0.05 if waits else None
+
+    def forget(self, worker: int) -> None:
+        """The worker is gone (replaced: its successor is :meth:`launched`)."""
+        self._workers.pop(worker, None)

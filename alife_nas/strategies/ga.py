@@ -28,19 +28,17 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from alife_nas.evolution import EvalRequest, Evaluator, mean_fitness
+from alife_nas.contract import EvalRequest, Evaluator, mean_fitness
 from alife_nas.genome import (
-    DEFAULT_FILTERS,
     MAXPOOL,
     Conv,
     Genome,
     Layer,
     MaxPool,
-    normalize_filters,
     parse_genome,
 )
 from alife_nas.operators import random_genome
-from alife_nas.validation import check_int, check_number
+from alife_nas.options import check_fields, filters_option, option
 
 __all__ = ["GeneticOptions", "GeneticCNN", "roulette", "stages", "exchange_stages", "mutate_layers", "LAYER_EDITS"]
 
@@ -60,26 +58,17 @@ class GeneticOptions:
     is the longest genome of the random initial population (as random search samples it).
     """
 
-    filters: tuple[int, ...] = DEFAULT_FILTERS
-    population: int = 20
-    mutation_prob: float = 0.8
-    mutation_per_layer: float = 0.05
-    crossover_prob: float = 0.2
-    crossover_per_stage: float = 0.2
-    random_max_layers: int = 12
+    filters: tuple[int, ...] = filters_option()
+    population: int = option(20, "Population size.", low=2, high=100_000)
+    mutation_prob: float = option(0.8, "Probability pM that a member which did not cross mutates.", low=0.0, high=1.0)
+    mutation_per_layer: float = option(0.05, "Probability qM that a mutation edits each layer.", low=0.0, high=1.0)
+    crossover_prob: float = option(0.2, "Probability pC that a pair crosses.", low=0.0, high=1.0)
+    crossover_per_stage: float = option(0.2, "Probability qC that a crossing pair exchanges each stage.",
+                                        low=0.0, high=1.0)
+    random_max_layers: int = option(12, "Longest random genome (ga: of the initial population).", low=1, high=1000)
 
     def __post_init__(self) -> None:
-        checked = {
-            "filters": normalize_filters(self.filters),
-            "population": check_int("population", self.population, 2, 100_000),
-            "mutation_prob": check_number("mutation_prob", self.mutation_prob, 0.0, 1.0),
-            "mutation_per_layer": check_number("mutation_per_layer", self.mutation_per_layer, 0.0, 1.0),
-            "crossover_prob": check_number("crossover_prob", self.crossover_prob, 0.0, 1.0),
-            "crossover_per_stage": check_number("crossover_per_stage", self.crossover_per_stage, 0.0, 1.0),
-            "random_max_layers": check_int("random_max_layers", self.random_max_layers, 1, 1000),
-        }
-        for name, value in checked.items():
-            object.__setattr__(self, name, value)
+        check_fields(self)
 
 
 def roulette(rng: np.random.Generator, fitness: Sequence[float], count: int) -> list[int]:

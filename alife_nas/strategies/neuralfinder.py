@@ -5,9 +5,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from alife_nas.contract import EvalRequest, Evaluator
 from alife_nas.evolution import (
-    EvalRequest,
-    Evaluator,
     EvolutionConfig,
     evolve_round,
     initialize_lattice,

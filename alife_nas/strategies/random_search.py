@@ -6,10 +6,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from alife_nas.evolution import EvalRequest, Evaluator
-from alife_nas.genome import DEFAULT_FILTERS, normalize_filters
+from alife_nas.contract import EvalRequest, Evaluator
 from alife_nas.operators import random_genome
-from alife_nas.validation import check_int
+from alife_nas.options import check_fields, filters_option, option
 
 #: How many recent fitness values stand for "the population" in log lines and curves.
 WINDOW = 20
@@ -19,12 +18,11 @@ WINDOW = 20
 class RandomOptions:
     """Random search's options: the filter set and the longest genome it samples."""
 
-    filters: tuple[int, ...] = DEFAULT_FILTERS
-    random_max_layers: int = 12
+    filters: tuple[int, ...] = filters_option()
+    random_max_layers: int = option(12, "Longest random genome (ga: of the initial population).", low=1, high=1000)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "filters", normalize_filters(self.filters))
-        object.__setattr__(self, "random_max_layers", check_int("random_max_layers", self.random_max_layers, 1, 1000))
+        check_fields(self)
 
 
 class RandomSearch:

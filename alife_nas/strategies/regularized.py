@@ -14,9 +14,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from alife_nas.evolution import EvalRequest, Evaluator
-from alife_nas.genome import DEFAULT_FILTERS, Genome, normalize_filters, parse_genome
+from alife_nas.contract import EvalRequest, Evaluator
+from alife_nas.genome import Genome, parse_genome
 from alife_nas.operators import mutate_structure, random_initial_genome
+from alife_nas.options import check_fields, filters_option, option
 from alife_nas.validation import check_int
 
 
@@ -24,15 +25,13 @@ from alife_nas.validation import check_int
 class RegularizedOptions:
     """Aging evolution's options: the filter set, population size P and tournament size T."""
 
-    filters: tuple[int, ...] = DEFAULT_FILTERS
-    population: int = 20
-    tournament: int = 5
+    filters: tuple[int, ...] = filters_option()
+    population: int = option(20, "Population size.", low=2, high=100_000)
+    tournament: int = option(5, "Tournament size (at most the population).", low=1, high=100_000)
 
     def __post_init__(self) -> None:
-        population = check_int("population", self.population, 2, 100_000)
-        object.__setattr__(self, "filters", normalize_filters(self.filters))
-        object.__setattr__(self, "population", population)
-        object.__setattr__(self, "tournament", check_int("tournament", self.tournament, 1, population))
+        check_fields(self)
+        check_int("tournament", self.tournament, 1, self.population)
 
 class RegularizedEvolution:
     """Aging evolution; population size and tournament size are options."""

@@ -22,16 +22,14 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from alife_nas.evolution import EvalRequest, Evaluator
+from alife_nas.contract import EvalRequest, Evaluator
 from alife_nas.genome import (
-    DEFAULT_FILTERS,
     MAXPOOL,
     Conv,
     Genome,
     Layer,
-    normalize_filters,
 )
-from alife_nas.validation import check_int, check_number
+from alife_nas.options import check_fields, filters_option, option
 
 __all__ = ["ControllerOptions", "Controller", "NasRL", "Adam"]
 
@@ -47,24 +45,15 @@ class ControllerOptions:
     """NAS-RL's options: the filter set, m architectures per update, the LSTM's hidden size,
     Adam's learning rate, the baseline's decay and the longest genome the controller writes."""
 
-    filters: tuple[int, ...] = DEFAULT_FILTERS
-    controller_batch: int = 5
-    controller_hidden: int = 35
-    controller_lr: float = 0.01
-    baseline_decay: float = 0.95
-    controller_max_layers: int = 12
+    filters: tuple[int, ...] = filters_option()
+    controller_batch: int = option(5, "Genomes the controller writes per step (m).", low=1, high=10_000)
+    controller_hidden: int = option(35, "LSTM units of the controller.", low=1, high=4096)
+    controller_lr: float = option(0.01, "The controller's Adam learning rate.", low=0.0, high=10.0, low_open=True)
+    baseline_decay: float = option(0.95, "Decay of the reward baseline's moving average.", low=0.0, high=1.0)
+    controller_max_layers: int = option(12, "Longest genome the controller writes.", low=1, high=1000)
 
     def __post_init__(self) -> None:
-        checked = {
-            "filters": normalize_filters(self.filters),
-            "controller_batch": check_int("controller_batch", self.controller_batch, 1, 10_000),
-            "controller_hidden": check_int("controller_hidden", self.controller_hidden, 1, 4096),
-            "controller_lr": check_number("controller_lr", self.controller_lr, 0.0, 10.0, low_open=True),
-            "baseline_decay": check_number("baseline_decay", self.baseline_decay, 0.0, 1.0),
-            "controller_max_layers": check_int("controller_max_layers", self.controller_max_layers, 1, 1000),
-        }
-        for name, value in checked.items():
-            object.__setattr__(self, name, value)
+        check_fields(self)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -44,6 +44,7 @@ def test_compare_refuses_a_non_run(tmp_path):
     assert "not an alife_nas run directory" in proc.stderr
 
 
+@pytest.mark.slow
 def test_compare_retrain_adds_test_accuracy_with_the_real_trainer(tmp_path):
     # Searched with the fake score (fast), but re-trained for real on digits with the runs' own config.
     own = {"neuralfinder": {"lattice": 2}, "random": {"random_max_layers": 3}}

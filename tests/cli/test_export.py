@@ -86,6 +86,7 @@ def test_retrain_pytorch_writes_trained_weights_that_predict_without_alife_nas(r
     assert load_module(out / "rank_1.py").METADATA == meta
 
 
+@pytest.mark.slow
 def test_onnx_untrained_by_default_and_trained_with_retrain(run_dir, tmp_path):
     import onnx
 

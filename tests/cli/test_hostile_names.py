@@ -84,6 +84,7 @@ def test_train_save_writes_names_as_literals(tmp_path, monkeypatch, name):
     assert not (tmp_path / "PWNED").exists()
 
 
+@pytest.mark.slow
 def test_export_retrain_of_a_run_writes_names_as_literals(tmp_path, monkeypatch):
     """The name comes from the run's stored config: a run handed over with its folder carries it."""
     import onnx

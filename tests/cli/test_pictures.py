@@ -218,6 +218,7 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_export_retrain_adds_test_accuracy(run_dir: Path, one_torch_thread: None) -> None:
     result = CliRunner().invoke(
         main, ["export", str(run_dir), "--top", "2", "--format", "json", "--retrain", "--retrain-seeds", "2",

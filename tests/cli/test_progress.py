@@ -7,9 +7,11 @@ from click.testing import CliRunner
 from alife_nas.cli import main
 from alife_nas.cli.run import Reporter
 from alife_nas.config import SearchConfig
+from alife_nas.contract import EvalRequest
 from alife_nas.executors import Progress, Task
+from alife_nas.genome import parse_genome
 from alife_nas.search import Search
-from alife_nas.store import RunStore
+from alife_nas.store import Evaluation, RunStore
 from alife_nas.tensorboard_log import LOG_DIR
 from tests.conftest import fake_score, make_search
 
@@ -96,14 +98,9 @@ def test_lines_and_a_heartbeat_at_most_every_minute(capsys):
     assert [t for t, _ in heard] == [61, 121]
     assert heard[0][1] == "  still training [1m01s]: training 64-M-128 3/20 0.300"
 
-    class Ev:
-        order, genome, fitness, epochs = 1, "64-M-128", 0.75, 6
-
-    class Request:
-        operator = "self"
-
     clock.now = 1000.0 + 170
-    reporter.on_result(Request, Ev, False)  # a line resets the quiet time
+    ev = Evaluation(order=1, genome="64-M-128", fitness=0.75, step=1, index=0, epochs=6)
+    reporter.on_result(EvalRequest(parse_genome("64-M-128"), 0, "self"), ev, False)  # a line resets the quiet time
     assert capsys.readouterr().out == "  self 64-M-128 -> 0.7500 (6 epochs)\n"
     clock.now = 1000.0 + 200
     reporter.on_progress(Progress(0, Task(1, "32", 8)))

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 
@@ -63,6 +62,7 @@ def kill_when(proc, db, sql, target, timeout=120):
 
 
 # about a minute: several real subprocess runs
+@pytest.mark.slow
 def test_sigkill_at_random_moments_and_commit_points_then_resume_equals_uninterrupted(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     proc = cli("evolve", "--out", str(whole), *TINY)
@@ -140,6 +140,7 @@ def done_run(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_user_mistakes_exit_2_one_line_nothing_changed(tmp_path, done_run):
     assert_refused(["evolve", "--out", str(done_run)], done_run, ["already holds a run"])
     assert_refused(["resume", str(done_run), "--lattice", "4", "--seed", "9", "--max-epochs", "3"], done_run,
@@ -229,36 +230,6 @@ def test_evolve_defaults_are_the_library_defaults(monkeypatch):
         library.method.lattice, library.stop.steps, library.training.preset, library.data.val_size)
 
 
-def test_config_file_keys_are_exactly_the_option_names(monkeypatch, tmp_path):
-    command = main.commands["evolve"]
-    names = [p.name for p in command.params if isinstance(p, click.Option) and p.name not in ("out", "config", "help")]
-    values = {"strategy": "regularized", "seed": 5, "steps": 3, "budget": 40, "download": False, "lattice": None,
-              "radius": None, "torus": None, "ratio": None, "master_selection": None, "filters": [16, 64],
-              "population": 6, "tournament": 2, "random_max_layers": None, "device": "cpu", "dataset": "digits",
-              "data_dir": "elsewhere", "val_size": 0.3, "split_seed": 2, "image_size": None, "preset": "paper",
-              "max_epochs": 2, "patience": 0, "batch_size": 64, "lr": 0.02, "max_layers": 0, "max_params": 1000,
-              "masters": None, "workers": 3, "devices": "cpu,cpu", "threads": 1, "ray": None, "gpus_per_trial": None,
-              "progress": "lines", "tensorboard": None, "tensorboard_every": None,  # watching: not in the config
-              "reevaluate": 2, "better_by": None, "mutation_prob": None, "mutation_per_layer": None,
-              "crossover_prob": None, "crossover_per_stage": None, "controller_batch": None, "controller_hidden": None,
-              "controller_lr": None, "baseline_decay": None, "controller_max_layers": None}
-    assert set(names) == set(values)  # every option is covered here
-    given = {k: v for k, v in values.items() if v is not None}
-    file = tmp_path / "all.json"
-    file.write_text(json.dumps(given))
-    from_file = capture_config(monkeypatch, ["--config", str(file)])
-    flags = []
-    for k, v in given.items():
-        if k == "download":
-            flags.append("--no-download")
-        else:
-            flags += [f"--{k.replace('_', '-')}", ",".join(map(str, v)) if isinstance(v, list) else str(v)]
-    assert from_file == capture_config(monkeypatch, flags)
-    assert from_file.method.population == 6 and from_file.training.patience == 0 and from_file.data.split_seed == 2
-    assert from_file.execution.workers == 3 and from_file.execution.devices == "cpu,cpu"
-    assert from_file.fitness.reevaluate == 2
-
-
 def test_help_shows_defaults():
     result = CliRunner().invoke(main, ["evolve", "--help"])
     assert result.exit_code == 0
@@ -275,6 +246,7 @@ def test_options_validate_alike_in_every_command(monkeypatch):
         assert result.exit_code == 2 and "device must be auto, cpu, cuda or cuda:N" in result.output
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_while_readers_work(tmp_path):
     run_dir = tmp_path / "run"
     proc = cli("evolve", "--out", str(run_dir), "--lattice", "3", "--steps", "500", "--filters", "16,32,64,128,256",
@@ -304,7 +276,15 @@ def test_a_second_writer_is_refused_while_readers_work(tmp_path):
         assert search.store.steps_done == 0
 
 
-def test_sigkill_of_a_coordinator_with_workers_then_resume_equals_serial(tmp_path):
+def worker_pids(proc):
+    """The PIDs of the worker processes ``proc`` (an alife-nas run with --workers) has spawned."""
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    return [int(pid) for pid in children if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+
+
+@pytest.mark.slow  # about 25 s each: three real runs
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_sigkill_or_sigterm_of_a_coordinator_with_workers_then_resume_equals_serial(tmp_path, sig):
     from tests.executors.test_local import history as by_step
 
     args = [*TINY[:-2], "--seed", "5", "--threads", "1"]
@@ -313,26 +293,48 @@ def test_sigkill_of_a_coordinator_with_workers_then_resume_equals_serial(tmp_pat
     assert whole.returncode == 0, whole.stderr
     killed = tmp_path / "killed"
     proc = cli("evolve", "--out", str(killed), *args, "--workers", "2")
-    kill_when(proc, killed / DB_NAME, "SELECT COUNT(*) FROM evaluations", 6)
-    assert proc.returncode == -signal.SIGKILL
+    end = time.time() + 120
+    while count(killed / DB_NAME, "SELECT COUNT(*) FROM evaluations") < 6 and time.time() < end:
+        time.sleep(0.01)
+    workers = worker_pids(proc)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+    else:  # stopped as Ctrl-C stops it: one line, the workers stopped before the coordinator exited
+        assert proc.returncode == 143, err
+        assert err.strip().splitlines()[-1].startswith("interrupted by SIGTERM: ") and "Traceback" not in err, err
+        assert f"continue with: alife-nas resume {killed}" in err
+        assert len(workers) == 2 and not any(Path(f"/proc/{pid}").exists() for pid in workers)
     proc = cli("resume", str(killed))  # the workers option is stored with the run: 2 workers again
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert by_step(killed) == by_step(tmp_path / "serial")
 
 
-def test_ctrl_c_stops_every_worker_and_says_how_to_resume(tmp_path):
+def _default_sigint():
+    """The child takes Ctrl-C even when this test runs with SIGINT ignored (`nohup pytest ... &` in a
+    script): an ignored signal is inherited, and alife-nas keeps it ignored, as POSIX asks."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.slow  # 11-16 s each: real trainings in two worker processes
+@pytest.mark.parametrize("sig, code, said", [(signal.SIGINT, 130, "interrupted: "),
+                                             (signal.SIGTERM, 143, "interrupted by SIGTERM: ")], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_stops_every_worker_and_says_how_to_resume(tmp_path, sig, code, said):
     run_dir = tmp_path / "run"
-    proc = cli("evolve", "--out", str(run_dir), "--lattice", "3", "--steps", "500", "--filters", "16,32,64,128",
-               "--max-epochs", "3", "--device", "cpu", "--workers", "2")
+    proc = subprocess.Popen([sys.executable, "-m", "alife_nas", "evolve", "--out", str(run_dir), "--lattice", "3",
+                             "--steps", "500", "--filters", "16,32,64,128", "--max-epochs", "3", "--device", "cpu",
+                             "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=_default_sigint)
     end = time.time() + 120
     while count(run_dir / DB_NAME, "SELECT COUNT(*) FROM evaluations") < 1 and time.time() < end:
         time.sleep(0.05)
-    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-    workers = [int(pid) for pid in children if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+    workers = worker_pids(proc)
     assert len(workers) == 2
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and f"continue with: alife-nas resume {run_dir}" in err and "Traceback" not in err
+    assert proc.returncode == code and f"continue with: alife-nas resume {run_dir}" in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(said), err  # the workers said nothing after it
     for pid in workers:  # stopped (killed and reaped) before the coordinator exited
         assert not Path(f"/proc/{pid}").exists()

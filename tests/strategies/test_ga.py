@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from alife_nas.config import SearchConfig
-from alife_nas.evolution import EvalRequest
+from alife_nas.contract import EvalRequest
 from alife_nas.genome import DEFAULT_FILTERS, Conv, Genome, MaxPool, parse_genome
 from alife_nas.search import Search
 from alife_nas.store import RunStore

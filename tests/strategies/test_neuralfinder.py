@@ -55,7 +55,7 @@ def test_resumed_rounds_continue_identically(tmp_path, score):
 
 
 def test_would_enter_asks_the_cell_a_request_is_meant_for_under_the_ratio_rule():
-    from alife_nas.evolution import EvalRequest
+    from alife_nas.contract import EvalRequest
     from alife_nas.genome import parse_genome
 
     strat = NeuralFinder(EvolutionConfig(lattice=3))

@@ -33,8 +33,7 @@ def test_state_round_trip():
 
 
 def test_holding_nothing_nothing_enters():
-    from alife_nas.evolution import EvalRequest
-    from alife_nas.strategies import would_enter
+    from alife_nas.contract import EvalRequest, would_enter
 
     strat = RandomSearch(RandomOptions(DEFAULT_FILTERS))
     strat.initialize(np.random.default_rng(0), lambda s, r: [0.5])

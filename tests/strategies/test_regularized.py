@@ -67,7 +67,7 @@ def test_tournament_larger_than_population_refused():
 
 
 def test_would_enter_means_beating_the_weakest_member():
-    from alife_nas.evolution import EvalRequest
+    from alife_nas.contract import EvalRequest
 
     strat = RegularizedEvolution(RegularizedOptions(DEFAULT_FILTERS, population=4, tournament=2))
     request = EvalRequest(parse_genome("32"), 0, "mutate-filter")

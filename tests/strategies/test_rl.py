@@ -1,6 +1,7 @@
 """NAS-RL's controller: valid genomes, exact gradients, REINFORCE and its baseline, resume, budget, real training."""
 import itertools
 import json
+import sqlite3
 
 import numpy as np
 import pytest
@@ -10,9 +11,10 @@ from hypothesis import strategies as st
 from alife_nas.config import SearchConfig
 from alife_nas.genome import DEFAULT_FILTERS, Conv
 from alife_nas.search import Search
+from alife_nas.store import DB_NAME, SCHEMA_VERSION, RunStore
 from alife_nas.strategies.rl import Controller, ControllerOptions, NasRL
-from tests.conftest import make_search
-from tests.test_search import history, run_to_end
+from tests.conftest import make_search, run_search
+from tests.test_search import Crash, history, make_v3, open_or_create, run_to_end
 
 
 def controller(seed=0, filters=DEFAULT_FILTERS, max_layers=12, hidden=35):
@@ -150,6 +152,80 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, score):
     run_to_end(tmp_path / "a", config, score)
     assert run_to_end(tmp_path / "b", config, score, kills=[3, 17, 5, 1, 9, 2]) == 6
     assert history(tmp_path / "a") == history(tmp_path / "b")
+
+
+def saved(run_dir):
+    with RunStore.open(run_dir, readonly=True) as store:
+        last = store.last_step()
+        return last.step, last.strategy_state, last.rng_state
+
+
+def test_stopped_between_steps_and_resumed_equals_uninterrupted(tmp_path, score):
+    config = SearchConfig.from_options(strategy="rl", steps=8, seed=6, controller_batch=3, controller_max_layers=6)
+    run_to_end(tmp_path / "a", config, score)
+    for stop_after in (0, 1, 4, 7):  # each attempt ends right after a step's commit
+
+        def stop(summary, at=stop_after):
+            if summary.step == at:
+                raise Crash
+
+        with open_or_create(tmp_path / "b", config, score) as search, pytest.raises(Crash):
+            search.run(on_step=stop)
+    with open_or_create(tmp_path / "b", config, score) as search:
+        search.run()
+    assert history(tmp_path / "a") == history(tmp_path / "b") and saved(tmp_path / "a") == saved(tmp_path / "b")
+
+
+def stored_bytes(run_dir):
+    """(bytes of every steps row together, bytes of the saved states, steps stored)."""
+    conn = sqlite3.connect(run_dir / DB_NAME)
+    try:
+        steps, rows = conn.execute(
+            "SELECT SUM(LENGTH(record) + COALESCE(LENGTH(snapshot), 0) + LENGTH(finished_at) + 32), COUNT(*) "
+            "FROM steps").fetchone()
+        columns = {c[1] for c in conn.execute("PRAGMA table_info(steps)")}
+        assert not columns & {"strategy_state", "rng_state"}  # no state is kept per step
+        (states,) = conn.execute("SELECT LENGTH(strategy_state) + LENGTH(rng_state) FROM resume_state").fetchone()
+        return steps, states, rows
+    finally:
+        conn.close()
+
+
+def test_the_controller_state_is_stored_once_not_per_step(tmp_path, score):
+    sizes = {}
+    for steps in (6, 12):  # the paper's controller: 35 units, nine filter counts (~345 kB of state)
+        run_search(tmp_path / str(steps), score, strategy="rl", steps=steps, seed=1)
+        sizes[steps] = (*stored_bytes(tmp_path / str(steps)), (tmp_path / str(steps) / DB_NAME).stat().st_size)
+    (steps6, state6, rows6, file6), (steps12, state12, rows12, file12) = sizes[6], sizes[12]
+    assert state6 > 300_000 and abs(state12 - state6) < 100  # one state; only its few plain numbers vary
+    per_step = (steps12 - steps6) / (rows12 - rows6)
+    assert per_step < 2_000  # the step's record: rewards, log-probabilities, baseline, advantages
+    assert (file12 - file6) / (rows12 - rows6) < 10_000  # the file grows by records and trainings, not states
+    with RunStore.open(tmp_path / "12", readonly=True) as store:
+        record = store.step_rows()[-1].record
+        assert {"baseline", "next_baseline", "advantages", "candidates"} <= set(record)
+        assert all({"genome", "fitness", "log_prob"} <= set(c) for c in record["candidates"])
+
+
+def test_a_run_of_version_0_3_is_read_upgraded_and_resumed_exactly(tmp_path, score):
+    config = SearchConfig.from_options(strategy="rl", steps=6, seed=7, controller_batch=3, controller_max_layers=6)
+    run_to_end(tmp_path / "whole", config, score)
+    states = {}
+    with make_search(tmp_path / "old", score, strategy="rl", steps=3, seed=7, controller_batch=3,
+                     controller_max_layers=6) as search:
+        search.run(on_step=lambda s: states.update(
+            {s.step: (search.strategy.state(), search.rng.bit_generator.state)}))
+    make_v3(tmp_path / "old", states)  # as 0.3 wrote it: every step row with its own states
+    with RunStore.open(tmp_path / "old", readonly=True) as store:  # readers take it as it is
+        assert store.schema_version == 3 and store.last_step().strategy_state == json.loads(json.dumps(states[3][0]))
+    with Search.open(tmp_path / "old", score=score, steps=6) as search:
+        assert search.store.schema_version == SCHEMA_VERSION
+        search.run()
+    assert history(tmp_path / "old") == history(tmp_path / "whole")
+    assert saved(tmp_path / "old") == saved(tmp_path / "whole")
+    stored_bytes(tmp_path / "old")  # the per-step copies are gone
+    with RunStore.open(tmp_path / "old") as store:
+        assert [e["kind"] for e in store.events()][:1] == ["upgrade"]
 
 
 def test_budget_counts_trainings_not_cache_hits(tmp_path):

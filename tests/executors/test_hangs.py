@@ -214,6 +214,7 @@ def stop_one_training_and_compare_with_serial(tmp_path, monkeypatch, **execution
     assert serial == parallel and not any(e.failure for e in parallel[0])
 
 
+@pytest.mark.slow
 @needs_proc
 def test_a_stopped_worker_is_killed_and_replaced_and_the_run_equals_the_serial_one(tmp_path, monkeypatch):
     stop_one_training_and_compare_with_serial(tmp_path, monkeypatch)

@@ -20,6 +20,7 @@ def history(run_dir):
         return evals, [(r.step, r.record, r.lattice, r.trainings, r.cache_hits) for r in store.step_rows()]
 
 
+@pytest.mark.slow
 def test_two_workers_reproduce_the_serial_run_with_the_real_trainer(tmp_path):
     options = dict(lattice=3, steps=4, filters=[16, 32, 64], max_epochs=1, device="cpu", seed=1, threads=1)
     for name, workers in (("serial", 1), ("workers", 2)):
@@ -57,6 +58,7 @@ def test_a_worker_that_dies_once_costs_one_retry(tmp_path, monkeypatch):
     assert (tmp_path / "16-M-32").exists() and result["fitness"] == fake_score(parse_genome("16-M-32"), 7)["fitness"]
 
 
+@pytest.mark.slow
 def test_a_search_goes_on_when_workers_die(tmp_path):
     with make_search(tmp_path / "r", dying_score, lattice=3, steps=3, workers=2) as search:
         search.run()

@@ -53,15 +53,6 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message is one line and names the option."""
 
 
-def _check_text(name: str, value: Any) -> str:
-    """A non-empty text without NUL (no file name may hold one: refused here, not when opened)."""
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{name} must be a non-empty text, got {shown(value)}")
-    if "\0" in value:
-        raise ConfigError(f"{name} must not contain a NUL character, got {shown(value)}")
-    return value
-
-
 def _check_val_size(name: str, value: Any) -> float | int:
     """A fraction in (0, 1), or a whole count of images."""
     val = check_number(name, value, 0.0, low_open=True)
@@ -128,10 +119,8 @@ class DataConfig:
     files are, so it may change between sessions without changing any result.
     """
 
-    dataset: str = option("digits", "digits, cifar10, cifar100, mnist, fashion-mnist, svhn or imagefolder:PATH.",
-                          check=_check_text)
-    data_dir: str = option("data", "Where data set files are (and are downloaded to).", check=_check_text,
-                           resume=True)
+    dataset: str = option("digits", "digits, cifar10, cifar100, mnist, fashion-mnist, svhn or imagefolder:PATH.")
+    data_dir: str = option("data", "Where data set files are (and are downloaded to).", resume=True)
     val_size: float = option(0.2, "Validation split carved from the training data: a fraction (<1) or a count.",
                              check=_check_val_size)
     split_seed: int = option(0, "Seed of the validation carve.", low=0, high=2**32 - 1)

@@ -16,6 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
+from alife_nas.genome import shown
 from alife_nas.validation import check_bool, check_choice, check_int, check_number
 
 __all__ = ["Spec", "option", "spec_of", "specs", "check_fields", "KINDS"]
@@ -59,9 +60,9 @@ class Spec:
             return check_choice(name, value, self.choices)
         if self.kind == "text":
             if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"{name} must be a non-empty text, got {value!r:.60}")
+                raise ValueError(f"{name} must be a non-empty text, got {shown(value)}")
             if "\0" in value:  # no file name may hold one; refused here, not as a traceback when opened
-                raise ValueError(f"{name} must not contain a NUL character")
+                raise ValueError(f"{name} must not contain a NUL character, got {shown(value)}")
             return value
         raise ValueError(f"{name}: an option of kind {self.kind!r} needs its own check")
 

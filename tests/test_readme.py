@@ -59,3 +59,21 @@ def test_the_readme_walkthrough_ends_in_a_prediction_without_alife_nas(tmp_path,
     assert "-I" in commands[3]  # isolated: the model file runs without alife_nas on the path
     predicted = ast.literal_eval(outputs[-1])
     assert len(predicted) == 5 and set(predicted) <= {str(i) for i in range(10)}
+
+
+def first_command() -> list[str]:
+    """The alife-nas part of the README's first command (its install line ends in it)."""
+    text = README.read_text()
+    block = re.search(r"## Set up and run.*?```bash\n(.*?)```", text, re.S).group(1)
+    line = block.strip().splitlines()[0]
+    return shlex.split(line.split("&& alife-nas ")[-1])
+
+
+def test_the_readme_first_command_is_the_small_measured_run():
+    # the README quotes a measured time for exactly these settings; a changed command needs a new measurement
+    args = first_command()
+    assert args[0] == "evolve"
+    context = main.commands["evolve"].make_context("evolve", args[1:])
+    assert context.params["out"] == "runs/first"
+    assert context.params["filters"] == "16,32,64,128"
+    assert context.params["steps"] == 10

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -30,7 +31,7 @@ from alife_nas.genome import (
     parse_tuple_form,
 )
 from alife_nas.pytorch_source import ModelCard, model_files, pytorch_filename, pytorch_source
-from alife_nas.store import DB_NAME, LOCK_NAME, Evaluation, rank_key
+from alife_nas.store import DB_NAME, LOCK_NAME, UNKNOWN_FAILURE_KIND, Evaluation, rank_key
 
 __all__ = [
     "FORMATS",
@@ -51,6 +52,11 @@ __all__ = [
     "write_export",
     "write_architecture",
     "with_retraining",
+    "network_settings",
+    "failure_rows",
+    "failures_to_markdown",
+    "failures_text",
+    "markdown_text",
 ]
 
 FORMATS = ("json", "paper", "markdown", "pytorch")
@@ -152,14 +158,20 @@ def read_json(text: str) -> list[tuple[int, float, Genome]]:
 
 
 def to_paper(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The seed's tuple form, one architecture per line, named ``rank-1``, ``rank-2``, ..."""
+    """The seed's tuple form, one architecture per line, named ``rank-1``, ``rank-2``, ...
+
+    Networks that are not the seed's (``head`` gap, ``batchnorm``) get a first ``#`` line saying
+    so; :func:`read_paper` skips such lines."""
     lines = [format_tuple_form(parse_genome(r["genome"]), f"rank-{r['rank']}", float(r["fitness"])) for r in rows]
+    if rows and (rows[0].get("head", "flatten") != "flatten" or rows[0].get("batchnorm")):
+        lines.insert(0, f"# networks: head {rows[0].get('head', 'flatten')}, "
+                        f"batchnorm {'on' if rows[0].get('batchnorm') else 'off'} (not the seed's)")
     return "".join(line + "\n" for line in lines)
 
 
 def read_paper(text: str) -> list[tuple[str | None, float | None, Genome]]:
     """Read tuple-form lines (as written by ``to_paper`` or the seed) back; blank lines skipped."""
-    return [parse_tuple_form(line) for line in text.splitlines() if line.strip()]
+    return [parse_tuple_form(line) for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
 def _human(value: Any) -> str:
@@ -214,10 +226,79 @@ def to_markdown(rows: Sequence[Mapping[str, Any]], *, title: str | None = None) 
         lines.append("| " + " | ".join(cells) + " |")
     if not rows:
         lines.append("| " + " | ".join(["–"] * len(head)) + " |")
-    lines += ["", "Architecture: a number is a 3×3 conv (+ReLU) with that many filters, `M` a 2×2 max-pool; every "
-              "network ends with flatten → dense 512 + ReLU → dropout 0.5 → dense(classes). FLOPs per image, "
-              "2 per multiply-add."]
+    lines += ["", _network_note(rows[0] if rows else {})]
     return "\n".join(lines) + "\n"
+
+
+def _network_note(row: Mapping[str, Any]) -> str:
+    """The line under a table saying what every network is besides its genome (head, batch norm)."""
+    conv = "conv + batch norm (+ReLU)" if row.get("batchnorm") else "conv (+ReLU)"
+    head = "global average pooling" if row.get("head") == "gap" else "flatten"
+    return (f"Architecture: a number is a 3×3 {conv} with that many filters, `M` a 2×2 max-pool; every network "
+            f"ends with {head} → dense {int(row.get('hidden') or 512)} + ReLU → dropout 0.5 → dense(classes). "
+            "FLOPs per image, 2 per multiply-add.")
+
+
+def network_settings(training: Any) -> dict[str, Any]:
+    """What every exported row carries about the network beyond its genome (from TrainSettings)."""
+    return {"hidden": training.hidden, "head": training.head, "batchnorm": training.batchnorm}
+
+
+# --------------------------------------------------------------------------------------------
+# failed trainings (``export --failures``)
+# --------------------------------------------------------------------------------------------
+#: Characters that mean something in a Markdown table cell's inline text; each is escaped.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|&~])")
+#: A compact genome as the store writes it: safe inside a code span as it is.
+_PLAIN_GENOME = re.compile(r"[0-9M]+(?:-[0-9M]+)*")
+
+
+def failure_rows(failed: Iterable[tuple[int, Evaluation]]) -> list[dict]:
+    """Failed trainings (:meth:`~alife_nas.store.RunStore.failed_trainings`) as export rows:
+    ``step``, ``index`` (the candidate's index in its step), ``sample`` (0: the genome's first
+    training), ``order`` (training order; None for a further sample), ``operator``, ``genome``,
+    ``kind`` (``unknown`` when none was stored), ``reason`` (as stored) and ``params``."""
+    return [{"step": ev.step, "index": ev.index, "sample": sample, "order": ev.order or None,
+             "operator": ev.operator, "genome": ev.genome,
+             "kind": UNKNOWN_FAILURE_KIND if ev.failure_kind is None else ev.failure_kind, "reason": ev.failure,
+             "params": ev.params} for sample, ev in failed]
+
+
+def markdown_text(value: Any) -> str:
+    """Any value as the text of one Markdown table cell: on one line, every character that Markdown
+    or a table would read as markup (``|``, ``*``, ``_``, backticks, ``<``, brackets, ...) escaped."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", one_line("" if value is None else value, None))
+
+
+def failures_to_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A Markdown table of failed trainings (:func:`failure_rows`); every value escaped as data."""
+    with_samples = any(r.get("sample") for r in rows)
+    head = ["Step", "Index"] + (["Sample"] if with_samples else []) + ["Operator", "Kind", "Architecture", "Reason"]
+    align = ["--:", "--:"] + (["--:"] if with_samples else []) + [":--", ":--", ":--", ":--"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
+    for r in rows:
+        genome = str(r.get("genome") or "")
+        shown_genome = f"`{genome}`" if _PLAIN_GENOME.fullmatch(genome) else markdown_text(genome)
+        cells = [markdown_text(r.get("step")), markdown_text(r.get("index"))]
+        cells += [markdown_text(r.get("sample"))] if with_samples else []
+        cells += [markdown_text(r.get("operator") or "–"), markdown_text(r.get("kind")), shown_genome,
+                  markdown_text(r.get("reason"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    if not rows:
+        lines.append("| " + " | ".join(["–"] * len(head)) + " |")
+    lines += ["", "Failed trainings (fitness 0), by step; Index: the candidate's place in its step"
+              + ("; Sample: 0 is the genome's first training, 1, 2, ... further ones" if with_samples else "")
+              + '. Kinds: docs/training.md, "Failure handling".']
+    return "\n".join(lines) + "\n"
+
+
+def failures_text(rows: Sequence[Mapping[str, Any]], fmt: str) -> str:
+    """Failed trainings (:func:`failure_rows`) as json (a list of objects) or markdown (a table)."""
+    if fmt == "json":
+        return to_json(rows)
+    if fmt == "markdown":
+        return failures_to_markdown(rows)
+    raise ValueError(f"failed trainings are written as json or markdown, not {fmt!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,11 +393,11 @@ def export_text(rows: Sequence[Mapping[str, Any]], fmt: str, *, title: str | Non
 
 
 def write_architecture(folder: str | Path, row: Mapping[str, Any], input_shape: Sequence[int], num_classes: int, *,
-                       hidden: int = 512, init: str = "glorot", note: str | None = None) -> Path:
+                       hidden: int = 512, init: str = "glorot", head: str = "flatten", batchnorm: bool = False, note: str | None = None) -> Path:
     """One exported row as an untrained standalone PyTorch file ``folder/rank_N.py``, written whole."""
     name = f"rank-{row['rank']}"
     return write_atomically(Path(folder) / pytorch_filename(name), pytorch_source(
-        row["genome"], input_shape, num_classes, name, hidden=hidden, init=init, fitness=row.get("fitness"), note=note))
+        row["genome"], input_shape, num_classes, name, hidden=hidden, init=init, head=head, batchnorm=batchnorm, fitness=row.get("fitness"), note=note))
 
 
 def write_export(
@@ -328,6 +409,8 @@ def write_export(
     num_classes: int | None = None,
     hidden: int = 512,
     init: str = "glorot",
+    head: str = "flatten",
+    batchnorm: bool = False,
     title: str | None = None,
 ) -> list[Path]:
     """Write ``rows`` as ``fmt`` to ``out`` (a file; for 'pytorch' a folder of one .py per architecture)."""
@@ -346,7 +429,7 @@ def write_export(
                 seeds = len(r.get("retrain_seeds") or [0])
                 note = (f"Test accuracy when re-trained with the search's recipe (mean of {seeds} seed"
                         f"{'s' if seeds != 1 else ''}, at the best validation epoch): {float(r['test_accuracy']):.4f}.")
-            written.append(write_architecture(out, r, input_shape, num_classes, hidden=hidden, init=init, note=note))
+            written.append(write_architecture(out, r, input_shape, num_classes, hidden=hidden, init=init, head=head, batchnorm=batchnorm, note=note))
         return written
     out.parent.mkdir(parents=True, exist_ok=True)
     return [write_atomically(out, export_text(rows, fmt, title=title))]

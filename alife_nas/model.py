@@ -6,7 +6,8 @@ The network is the genome's layers followed by the fixed NeuralFinder head
     [conv3x3(f) + ReLU | maxpool2x2] * len(genome) -> flatten -> Linear(hidden) + ReLU
     -> Dropout(0.5) -> Linear(num_classes)
 
-:func:`build_model` builds exactly the layers of :func:`alife_nas.shapes.layer_plan` (max-pools
+(``head="gap"``: each channel's mean instead of flatten; ``batchnorm=True``: conv without bias
+-> BatchNorm2d -> ReLU.) :func:`build_model` builds exactly the layers of :func:`alife_nas.shapes.layer_plan` (max-pools
 on a map already below 2 pixels are skipped) and attaches the :class:`ModelInfo`. ``INITS``,
 ``ModelInfo``, ``describe_genome`` and ``check_caps`` are re-exported from ``alife_nas.shapes``
 so existing imports keep working.
@@ -29,13 +30,14 @@ class GenomeNet(nn.Module):
         super().__init__()
         self.info = info
         self.features = features
-        channels, height, width = info.output_shape
-        self.hidden = nn.Linear(channels * height * width, info.hidden)
+        self.gap = info.head == "gap"
+        self.hidden = nn.Linear(info.dense_inputs, info.hidden)
         self.dropout = nn.Dropout(0.5)
         self.classifier = nn.Linear(info.hidden, info.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.flatten(self.features(x), 1)
+        x = self.features(x)
+        x = x.mean((2, 3)) if self.gap else torch.flatten(x, 1)
         x = self.dropout(torch.relu(self.hidden(x)))
         return self.classifier(x)
 
@@ -50,7 +52,8 @@ def _init_weights(model: nn.Module, init: str) -> None:
                 nn.init.xavier_uniform_(module.weight)
             else:  # 'kaiming': He normal for ReLU, keeps activations alive in deep plain nets
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:  # a conv before batch normalisation has none
+                nn.init.zeros_(module.bias)
 
 
 def build_model(
@@ -59,17 +62,21 @@ def build_model(
     num_classes: int,
     hidden: int = 512,
     init: str = "glorot",
+    head: str = "flatten",
+    batchnorm: bool = False,
 ) -> GenomeNet:
     """Build the network for ``genome`` (weights drawn from torch's global RNG; seed it first)."""
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; expected one of {', '.join(INITS)}")
-    info = describe_genome(genome, input_shape, num_classes, hidden)
+    info = describe_genome(genome, input_shape, num_classes, hidden, head, batchnorm)
     layers: list[nn.Module] = []
-    for step in layer_plan(genome, info.input_shape):
+    for step in layer_plan(genome, info.input_shape, batchnorm):
         if step.skipped:
             continue
         if isinstance(step.layer, Conv):
-            layers += [nn.Conv2d(step.in_shape[0], step.layer.filters, 3, padding=1), nn.ReLU(inplace=True)]
+            conv = nn.Conv2d(step.in_shape[0], step.layer.filters, 3, padding=1, bias=not batchnorm)
+            norm = [nn.BatchNorm2d(step.layer.filters)] if batchnorm else []
+            layers += [conv, *norm, nn.ReLU(inplace=True)]
         else:
             layers.append(nn.MaxPool2d(2, 2))
     model = GenomeNet(info, nn.Sequential(*layers))

@@ -49,6 +49,12 @@ def _pytorch_layer_lines(step: PlannedLayer) -> list[str]:
     number, (c_in, h_in, w_in), (c, h, w) = step.number, step.in_shape, step.shape
     if step.skipped:
         return [f"            # layer {number} (M) skipped: the map is already {h_in} x {w_in}, a pool would empty it"]
+    if isinstance(step.layer, Conv) and step.batchnorm:
+        return [
+            f"            nn.Conv2d({c_in}, {c}, kernel_size=3, stride=1, padding=1, bias=False),  # layer {number}: {c} x {h} x {w}",
+            f"            nn.BatchNorm2d({c}),",
+            "            nn.ReLU(inplace=True),",
+        ]
     if isinstance(step.layer, Conv):
         return [
             f"            nn.Conv2d({c_in}, {c}, kernel_size=3, stride=1, padding=1),  # layer {number}: {c} x {h} x {w}",
@@ -75,8 +81,8 @@ class ModelCard:
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
-_ARCHITECTURE_TEXT = """Each number in the genome is a 3x3 conv (stride 1, padding 1, bias) + ReLU, each M a 2x2
-max-pool (stride 2); then flatten -> Linear({hidden}) + ReLU -> Dropout(0.5) -> Linear(classes).
+_ARCHITECTURE_TEXT = """Each number in the genome is a 3x3 conv (stride 1, padding 1, {conv}) + ReLU, each M a 2x2
+max-pool (stride 2); then {head} -> Linear({hidden}) + ReLU -> Dropout(0.5) -> Linear(classes).
 The search trained it with an L2 penalty on the classifier's weight. Module names match
 alife_nas's builder, so its state_dicts load here."""
 
@@ -224,6 +230,8 @@ def pytorch_source(
     *,
     hidden: int = 512,
     init: str = "glorot",
+    head: str = "flatten",
+    batchnorm: bool = False,
     fitness: float | None = None,
     note: str | None = None,
     card: ModelCard | None = None,
@@ -234,7 +242,8 @@ def pytorch_source(
     ``classifier``), so a state_dict saved by alife_nas loads into it; layers, parameters and
     FLOPs come from ``alife_nas.shapes``, the arithmetic the builder follows too, so max-pools the
     builder skips (map already below 2 pixels) are skipped here as well. ``init`` picks the weight
-    initialisation ``build()`` applies: 'glorot' (Keras' default), 'kaiming' or 'torch'.
+    initialisation ``build()`` applies: 'glorot' (Keras' default), 'kaiming' or 'torch'; ``head``
+    and ``batchnorm`` the network's head ('flatten' or 'gap') and batch normalisation, as trained.
 
     Without ``card`` the file is the architecture only (``build()`` gives untrained weights).
     With a :class:`ModelCard` it is a trained model's file: the weights file next to it,
@@ -244,31 +253,37 @@ def pytorch_source(
     g = parse_genome(genome) if isinstance(genome, str) else genome
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; expected glorot, kaiming or torch")
-    info = describe_genome(g, tuple(input_shape), num_classes, hidden)
+    info = describe_genome(g, tuple(input_shape), num_classes, hidden, head, batchnorm)
     if card is not None and not (len(card.classes) == num_classes and len(card.mean) == len(card.scale) == info.input_shape[0]):
         raise ValueError(f"the model card ({len(card.classes)} classes, {len(card.mean)} channels) does not fit "
                          f"{num_classes} classes and input {info.input_shape}")
-    features = "\n".join(line for step in layer_plan(g, info.input_shape) for line in _pytorch_layer_lines(step))
+    features = "\n".join(line for step in layer_plan(g, info.input_shape, batchnorm)
+                         for line in _pytorch_layer_lines(step))
     params, flops = info.params, info.flops
     channels, height, width = info.output_shape
+    dense_inputs = f"{channels}" if head == "gap" else f"{channels} * {height} * {width}"
     in_c, in_h, in_w = info.input_shape
     module, filename = pytorch_filename(name)[:-3], pytorch_filename(name)
     found = f"Validation accuracy in the search: {fitness:.4f}.\n" if fitness is not None else ""
     extra = f"{note}\n" if note else ""
-    architecture = _ARCHITECTURE_TEXT.format(hidden=hidden)
+    architecture = _ARCHITECTURE_TEXT.format(
+        hidden=hidden, conv="no bias) + BatchNorm2d" if batchnorm else "bias",
+        head="the mean of each channel (global average pooling)" if head == "gap" else "flatten")
     if init == "glorot":
         init_body = (
             "    for module in model.modules():\n"
             "        if isinstance(module, (nn.Conv2d, nn.Linear)):\n"
             "            nn.init.xavier_uniform_(module.weight)\n"
-            "            nn.init.zeros_(module.bias)\n"
+            "            if module.bias is not None:\n"
+            "                nn.init.zeros_(module.bias)\n"
         )
     elif init == "kaiming":
         init_body = (
             "    for module in model.modules():\n"
             "        if isinstance(module, (nn.Conv2d, nn.Linear)):\n"
             "            nn.init.kaiming_normal_(module.weight, nonlinearity=\"relu\")\n"
-            "            nn.init.zeros_(module.bias)\n"
+            "            if module.bias is not None:\n"
+            "                nn.init.zeros_(module.bias)\n"
         )
     else:
         init_body = "    return None  # PyTorch's default initialisation, as constructed\n"
@@ -345,6 +360,8 @@ GENOME = {str(g)!r}
 INPUT_SHAPE = ({in_c}, {in_h}, {in_w})  # channels, height, width
 NUM_CLASSES = {num_classes}
 HIDDEN = {hidden}
+HEAD = {head!r}  # flatten: the whole last map feeds the dense layer; gap: each channel's mean does
+BATCHNORM = {batchnorm!r}  # batch normalisation between every conv and its ReLU
 PARAMS = {params}  # expected parameter count
 {constants}
 
@@ -356,12 +373,13 @@ class Net(nn.Module):
         self.features = nn.Sequential(
 {features}
         )
-        self.hidden = nn.Linear({channels} * {height} * {width}, HIDDEN)
+        self.hidden = nn.Linear({dense_inputs}, HIDDEN)
         self.dropout = nn.Dropout(0.5)
         self.classifier = nn.Linear(HIDDEN, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.flatten(self.features(x), 1)
+        x = self.features(x)
+        x = x.mean((2, 3)) if HEAD == "gap" else torch.flatten(x, 1)
         x = self.dropout(torch.relu(self.hidden(x)))
         return self.classifier(x)
 

@@ -115,9 +115,10 @@ def params_by_genome(store: Any, genomes: set[str]) -> dict[str, int | None]:
     if missing and info:  # e.g. genomes whose fitness came from the cache: what the builder would build
         from alife_nas.shapes import describe_genome
 
-        hidden = store.config.training.hidden
+        t = store.config.training
         for g in missing:
-            shape = describe_genome(parse_genome(g), tuple(info["input_shape"]), int(info["num_classes"]), hidden)
+            shape = describe_genome(parse_genome(g), tuple(info["input_shape"]), int(info["num_classes"]), t.hidden,
+                                    t.head, t.batchnorm)
             lookup[g] = shape.params
     return lookup
 

@@ -35,6 +35,7 @@ from alife_nas.config import (
     settings_hash,
 )
 from alife_nas.contract import Evaluator, would_enter
+from alife_nas.feasibility import HELPS, REFUSE_ABOVE, Feasibility, check_initial_population
 from alife_nas.evaluation import CachedEvaluator, Reevaluating, ResultCallback, ScoreFn
 from alife_nas.executors import ProgressFn, check_available, executor_name, make_executor
 from alife_nas.store import RunStore, StepRow, rank_key, refuse_existing_run, run_files
@@ -68,6 +69,7 @@ class Search:
         self.config = config
         self.data = data
         self.changes: list[str] = []  # what Search.open changed ("steps: 6 -> 8", ...)
+        self.feasibility: Feasibility | None = None  # set by create when the data set's shape is known
         self.executor = make_executor(config, score, data)
         self.strategy = STRATEGIES[config.strategy](config.method)
         self.evaluator = CachedEvaluator(store, self.executor, config.seed, config.device)
@@ -86,9 +88,12 @@ class Search:
     # --- making one ------------------------------------------------------------------------
     @classmethod
     def create(cls, run_dir: str | Path, config: SearchConfig | None = None, *, score: ScoreFn | None = None,
-               data: Any = None, download: bool = False) -> "Search":
+               data: Any = None, download: bool = False, force: bool = False) -> "Search":
         """Start a search in ``run_dir`` (refused when it already holds a run).
 
+        When the data set's shape is known, the run's initial genomes are checked against the
+        size caps first (:mod:`alife_nas.feasibility`; the result is ``search.feasibility``): more
+        than a quarter refused raises ConfigError naming what helps, unless ``force``.
         Without ``score`` the data set is loaded (``download`` fetches a missing torchvision
         set) and every candidate is trained for real on ``config.device``. Nothing is written
         before the config, the devices and the data set have been checked; a creation refused
@@ -103,13 +108,20 @@ class Search:
         if score is None and data is None:
             data = _load(config, download)
         info = None
+        feasibility = None
         if data is not None:
             info = {"input_shape": list(data.input_shape), "num_classes": int(data.num_classes), "classes": data.classes}
+            feasibility = check_initial_population(config, data.input_shape, int(data.num_classes))
+            if feasibility.too_much and not force:
+                raise ConfigError(f"{feasibility.line()}; more than {REFUSE_ABOVE:.0%} is refused before any training: "
+                                  f"try {HELPS} (or --force to run anyway)")
         made, had = _missing_folders(Path(run_dir)), {p.name for p in run_files(run_dir) if p.exists()}
         store = None
         try:
             store = RunStore.create(run_dir, config, settings_hash(config.cache_settings()), info)
-            return cls(store, config, data=data, score=score)
+            search = cls(store, config, data=data, score=score)
+            search.feasibility = feasibility
+            return search
         except BaseException:
             if store is not None:
                 store.close()
@@ -293,8 +305,10 @@ def read_status(store: RunStore) -> dict[str, Any]:
     """Where a stored run stands, as one JSON-safe dict (``alife-nas status --json``).
 
     Keys: run_dir, config (the stored config, nested, option names as everywhere), strategy,
-    dataset, seed, steps, budget, reevaluate, initialized, init_trainings (the genomes the
-    initialisation trains), steps_done, trainings, cache_hits, failures, epochs, train_seconds,
+    dataset, seed, steps, budget, reevaluate, preset, head, batchnorm (the network beyond its
+    genome), initialized, init_trainings (the genomes the
+    initialisation trains), steps_done, trainings, cache_hits, failures, failures_by_kind (kind ->
+    count, an example reason and genome), epochs, train_seconds,
     devices, lattice (L×L of {genome, fitness}, or None), best and best_in_lattice. ``best`` is
     the best genome by :func:`~alife_nas.store.rank_key` (failures left out; None before a
     training succeeded), the one ``export`` ranks first; it and
@@ -339,12 +353,16 @@ def read_status(store: RunStore) -> dict[str, Any]:
         "steps": config.stop.steps,
         "budget": config.stop.budget,
         "reevaluate": config.fitness.reevaluate,
+        "preset": config.training.preset,
+        "head": config.training.head,
+        "batchnorm": config.training.batchnorm,
         "initialized": store.initialized,
         "init_trainings": STRATEGIES[config.strategy](config.method).initial_trainings(),
         "steps_done": totals["steps_done"],
         "trainings": totals["trainings"],
         "cache_hits": totals["cache_hits"],
         "failures": totals["failures"],
+        "failures_by_kind": store.failures_by_kind(),
         "epochs": totals["epochs"],
         "train_seconds": round(totals["train_seconds"], 3),
         "devices": totals["devices"],

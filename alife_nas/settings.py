@@ -13,7 +13,7 @@ from typing import Any
 
 from alife_nas.genome import shown
 from alife_nas.options import check_fields, option, specs
-from alife_nas.shapes import INITS
+from alife_nas.shapes import HEADS, INITS
 from alife_nas.validation import check_number
 
 __all__ = ["TrainSettings", "PRESETS", "make_settings", "stable_hash"]
@@ -77,10 +77,16 @@ class TrainSettings:
     # model
     hidden: int = option(512, "Units of the dense layer of the head.", low=1, high=1_000_000)
     init: str = option("kaiming", "Weight initialisation: glorot (Keras' default), kaiming or torch.", choices=INITS)
+    head: str = option("flatten", "The network's head: flatten (the seed's: the whole last map feeds the dense "
+                       "layer) or gap (global average pooling first: the size no longer grows with the input).",
+                       choices=HEADS)
+    batchnorm: bool = option(False, "Batch normalisation after every conv, before its ReLU (not the seed's).")
     # caps: reject before building
     max_layers: int = option(40, "Refuse genomes with more layers (fitness 0); 0 = no cap.", low=0, high=10_000)
-    max_params: int = option(25_000_000, "Refuse networks with more parameters (fitness 0); 0 = no cap.",
+    max_params: int = option(0, "Refuse networks with more parameters (fitness 0); 0 = no cap.",
                              low=0, high=10**12)
+    max_memory: float = option(16.0, "Refuse networks whose training needs more than this many GiB, estimated "
+                               "from their shapes (fitness 0); 0 = no cap.", low=0.0, high=2.0**20)
     # reporting
     chance_margin: float = option(0.02, "A training is at chance when its best validation accuracy is at most "
                                   "1/classes + this.", low=0.0)
@@ -106,7 +112,7 @@ class TrainSettings:
         unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ValueError(f"unknown training setting(s): {', '.join(unknown)}")
-        return dataclasses.replace(_STORED_DEFAULTS, **data)
+        return dataclasses.replace(_STORED_DEFAULTS, **{**_BEFORE_MEMORY_CAP, **data})
 
     def fingerprint(self) -> str:
         """Short stable hash of every knob (for caches keyed on genome + settings)."""
@@ -147,6 +153,9 @@ PRESETS: dict[str, TrainSettings] = {
 #: What a stored run's missing training knob means: before 0.4 the field defaults were the
 #: paper preset's, so a knob a run's version did not store trained with the paper value.
 _STORED_DEFAULTS = PRESETS["paper"]
+#: ... and a run stored before the memory cap existed had none (its head and batchnorm, missing
+#: too, read as the paper preset's: flatten, off -- what every network was then).
+_BEFORE_MEMORY_CAP = {"max_memory": 0.0}
 
 
 def make_settings(preset: str = "fast", **overrides: Any) -> TrainSettings:

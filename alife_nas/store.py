@@ -33,7 +33,7 @@ from alife_nas.contract import FitnessStats
 from alife_nas.genome import one_line
 
 __all__ = ["RunStore", "RunStoreError", "Evaluation", "StepRow", "DB_NAME", "SCHEMA_VERSION", "TOOL_NAME",
-           "refuse_existing_run", "rank_key", "run_files"]
+           "refuse_existing_run", "rank_key", "run_files", "UNKNOWN_FAILURE_KIND"]
 
 DB_NAME = "run.sqlite"
 #: A run's database is built as ``run.sqlite.creating`` and renamed when complete.
@@ -41,6 +41,9 @@ CREATING_SUFFIX = ".creating"
 #: How long a write waits for a reader's brief lock (status, pictures) before it reports one.
 BUSY_TIMEOUT_MS = 10_000
 LOCK_NAME = "run.lock"
+#: The kind of a failed training stored without one (a custom fitness function's), as ``status``,
+#: the log lines and ``export --failures`` name it.
+UNKNOWN_FAILURE_KIND = "unknown"
 TOOL_NAME = "alife_nas"
 #: 2: the config is the nested SearchConfig and the data set's shape is in meta.
 #: 3: each training's per-epoch validation curve (``evaluations.history``) and the ``samples`` table
@@ -738,6 +741,47 @@ class RunStore:
         return {"trainings": n, "failures": failures, "epochs": epochs, "train_seconds": seconds,
                 "samples": self.count_samples(), "cache_hits": self.cache_hits, "steps_done": self.steps_done,
                 "devices": sorted(devices, key=lambda d: (d is not None, d or ""))}
+
+    def failures_by_kind(self) -> dict[str, dict]:
+        """Failed trainings by kind, for ``status``: ``{kind: {"count", "example", "genome"}}``.
+
+        Counted like :meth:`totals` counts ``failures`` (every training whose ``failure`` is set,
+        further samples included), so the counts add up to it. ``example`` is the reason of the
+        kind's first failed training (by step, first trainings before further samples, then the
+        order they were made) and ``genome`` its genome. A failure stored without a kind (a custom
+        fitness function's) counts as ``unknown``. Most frequent kind first, then by name. Reads only.
+        """
+        found: dict[str, dict] = {}
+        tables = [("evaluations", "genome")] + ([("samples", "cache_key")] if self._has_samples() else [])
+        for rank, (table, genome) in enumerate(tables):
+            # SQLite takes the bare columns of a MIN() aggregate from the row holding that minimum
+            rows = self._conn.execute(
+                f"SELECT failure_kind, COUNT(*), MIN(id), step, {genome}, failure FROM {table} "
+                "WHERE failure IS NOT NULL GROUP BY failure_kind").fetchall()
+            for kind, count, first, step, name, failure in rows:
+                if table == "samples":
+                    name = str(name).partition(":")[2]
+                key = UNKNOWN_FAILURE_KIND if kind is None else str(kind)
+                entry = found.setdefault(key, {"count": 0, "example": failure, "genome": name,
+                                               "_first": (step, rank, first)})
+                entry["count"] += count
+                if (step, rank, first) < entry["_first"]:
+                    entry.update(example=failure, genome=name, _first=(step, rank, first))
+        ordered = sorted(found.items(), key=lambda item: (-item[1]["count"], item[0]))
+        return {kind: {"count": e["count"], "example": e["example"], "genome": e["genome"]} for kind, e in ordered}
+
+    def failed_trainings(self) -> list[tuple[int, Evaluation]]:
+        """Every failed training as (sample number, training): first trainings (sample 0, their
+        full row) and further samples alike, by step, first trainings before further samples,
+        then in the order they were made (as :meth:`trainings_in_order`). Reads only."""
+        rows = [(ev.step, 0, ev.order, 0, ev) for ev in map(_eval_row, self._conn.execute(
+            f"SELECT {self._eval_columns} FROM evaluations WHERE failure IS NOT NULL ORDER BY id").fetchall())]
+        if self._has_samples():
+            for row_id, *row in self._conn.execute(
+                    f"SELECT id, {_SAMPLE_COLUMNS} FROM samples WHERE failure IS NOT NULL ORDER BY id").fetchall():
+                _key, number, ev = _sample_row(tuple(row))
+                rows.append((ev.step, 1, row_id, number, ev))
+        return [(number, ev) for *_, number, ev in sorted(rows, key=lambda r: r[:3])]
 
 
 #: Evaluation fields in column order ("order" is the id column, "index" the idx column).

@@ -229,7 +229,8 @@ class Trainer:
     def describe(self, genome: Genome | str) -> ModelInfo:
         """The genome's effective layers, parameters and FLOPs on this data set."""
         genome = parse_genome(genome) if isinstance(genome, str) else genome
-        return describe_genome(genome, self.data.input_shape, self.data.num_classes, self.settings.hidden)
+        s = self.settings
+        return describe_genome(genome, self.data.input_shape, self.data.num_classes, s.hidden, s.head, s.batchnorm)
 
     # --- public entry point ------------------------------------------------------------------
     def train(
@@ -253,7 +254,8 @@ class Trainer:
             train_time=0.0, images_per_sec=0.0, params=info.params, flops=info.flops,
             effective_layers=info.effective_layers, seed=int(seed),
         )
-        reason = check_caps(info, self.settings.max_layers, self.settings.max_params)
+        s = self.settings
+        reason = check_caps(info, s.max_layers, s.max_params, s.max_memory, s.batch_size)
         if reason:
             result.failure, result.failure_kind = reason, "too_large"
             result.train_time = time.perf_counter() - start
@@ -292,7 +294,7 @@ class Trainer:
              keep_weights: bool = False) -> None:
         s = self.settings
         torch.manual_seed(seed % 2**63)  # inside fork_rng: weights and dropout, caller's RNG untouched
-        model = build_model(genome, self.data.input_shape, self.data.num_classes, s.hidden, s.init)
+        model = build_model(genome, self.data.input_shape, self.data.num_classes, s.hidden, s.init, s.head, s.batchnorm)
         model = model.to(self.device, memory_format=self.memory_format)
         gen = torch.Generator(device=self.device)
         gen.manual_seed(_data_seed(seed))
@@ -304,6 +306,8 @@ class Trainer:
         n = len(self.train_y)
         bs = min(s.batch_size, n)  # a batch larger than the split is the whole split
         steps_per_epoch = math.ceil(n / bs)
+        if s.batchnorm and n % bs == 1 and n > 1:  # batch norm cannot train on a last batch of one image
+            steps_per_epoch -= 1
         total_steps = steps_per_epoch * s.max_epochs
         lr_at = _schedule(s, total_steps)
         check_each_step = not self.cuda  # a .item() per step is free on CPU, a sync on CUDA

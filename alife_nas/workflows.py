@@ -29,9 +29,12 @@ from typing import Any, Callable, Mapping, Sequence
 from alife_nas.export import (
     FORMATS,
     export_text,
+    failure_rows,
+    failures_text,
     model_files,
     model_shape,
     safe_target,
+    network_settings,
     top_architectures,
     with_retraining,
     write_export,
@@ -112,7 +115,8 @@ class ExportResult:
     ``rows``: the exported architectures, best first (with ``test_accuracy`` and the other
     re-training keys when ``trained``); ``out``: where they went, as given (the default folder
     for pytorch and onnx; None when the text came back instead); ``files``: every file written,
-    in writing order; ``text``: the export itself when a text format had no ``out``.
+    in writing order; ``text``: the export itself when a text format had no ``out``. With
+    ``failures`` the rows are the run's failed trainings instead (:func:`alife_nas.export.failure_rows`).
     """
 
     run_dir: Path
@@ -122,12 +126,19 @@ class ExportResult:
     files: list[Path] = field(default_factory=list)
     text: str | None = None
     trained: bool = False
+    failures: bool = False
 
 
 def export_run(run_dir: str | Path, *, top: int = TOP_K, fmt: str = "markdown", out: str | Path | None = None,
                force: bool = False, retrain: bool = False, retrain_seeds: int = 1, device: str | None = None,
-               data_dir: str | None = None, on_progress: Progress | None = None) -> ExportResult:
+               data_dir: str | None = None, on_progress: Progress | None = None,
+               failures: bool = False) -> ExportResult:
     """Export the ``top`` best distinct architectures of ``run_dir`` as ``fmt``.
+
+    With ``failures`` the export is instead every failed training of the run (genome, kind,
+    reason, step, index; :func:`alife_nas.export.failure_rows`), as json or markdown, written to
+    the file ``out`` or returned as text; ``top`` does not apply, ``retrain`` is refused. A run
+    without failures gives an empty list (an empty table).
 
     ``fmt``: json, paper, markdown (text: written to the file ``out``, or returned as
     :attr:`ExportResult.text` when ``out`` is None), pytorch or onnx (one file per architecture
@@ -143,6 +154,8 @@ def export_run(run_dir: str | Path, *, top: int = TOP_K, fmt: str = "markdown", 
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise WorkflowError(f"top must be a whole number of at least 1, got {top!r}")
     seeds = _seeds(retrain_seeds)
+    if failures:
+        return _export_failures(run_dir, fmt, out, force=force, retrain=retrain, on_progress=on_progress)
     info_problem = None
     with _open(run_dir, on_progress) as store:
         config = store.config
@@ -157,6 +170,7 @@ def export_run(run_dir: str | Path, *, top: int = TOP_K, fmt: str = "markdown", 
             info, info_problem = None, f"its data set record is damaged ({one_line(exc)})"
     try:
         rows = top_architectures(evaluations, k=top, fitness=fitness)
+        rows = [{**row, **network_settings(config.training)} for row in rows]
     except ValueError as exc:  # a stored genome no parser reads: the database was damaged
         raise RunStoreError(f"{run_dir}: the run database holds a genome that cannot be read ({exc})") from None
     if not rows:
@@ -195,7 +209,7 @@ def export_run(run_dir: str | Path, *, top: int = TOP_K, fmt: str = "markdown", 
         try:
             result.files.extend(export_models(
                 batch, fmt, real, input_shape=input_shape, num_classes=num_classes, hidden=config.training.hidden,
-                init=config.training.init, retrainings=retrainings, data=trainer and trainer.data,
+                init=config.training.init, head=config.training.head, batchnorm=config.training.batchnorm, retrainings=retrainings, data=trainer and trainer.data,
                 settings=trainer and trainer.settings, metadata=meta))
         except (OSError, ValueError, ModelExportError) as exc:
             raise WorkflowError(f"cannot write the export to {target}: {exc}") from exc
@@ -213,6 +227,37 @@ def export_run(run_dir: str | Path, *, top: int = TOP_K, fmt: str = "markdown", 
             result.files.extend(write_export(result.rows, fmt, real))
         except (OSError, ValueError) as exc:
             raise WorkflowError(f"cannot write the export to {target}: {exc}") from exc
+    return result
+
+
+def _export_failures(run_dir: str | Path, fmt: str, out: str | Path | None, *, force: bool, retrain: bool,
+                     on_progress: Progress | None) -> ExportResult:
+    """:func:`export_run` with ``failures``: the run's failed trainings as json or markdown."""
+    if fmt not in ("json", "markdown"):
+        raise WorkflowError(f"--failures lists the failed trainings as json or markdown, not --format {fmt}")
+    if retrain:
+        raise WorkflowError("--retrain does not apply to --failures (a failed training has nothing to re-train)")
+    with _open(run_dir, on_progress) as store:
+        try:
+            rows = failure_rows(store.failed_trainings())
+        except ValueError as exc:  # a value the store cannot decode: the database was damaged
+            raise RunStoreError(f"{run_dir}: the run database is damaged: {one_line(exc)}") from None
+    target = None if out is None else os.fspath(out)  # as given: an empty text stays empty, to be refused
+    result = ExportResult(run_dir=Path(run_dir), format=fmt, rows=rows, out=None if target is None else Path(target),
+                          failures=True)
+    text = failures_text(rows, fmt)
+    if target is None:
+        result.text = text
+        return result
+    try:
+        real = safe_target(target, run_dir, folder=False, force=force)
+    except ValueError as exc:
+        raise WorkflowError(f"--out {exc}") from None
+    try:
+        real.parent.mkdir(parents=True, exist_ok=True)
+        result.files.append(write_atomically(real, text))
+    except OSError as exc:
+        raise WorkflowError(f"cannot write the export to {target}: {exc}") from exc
     return result
 
 

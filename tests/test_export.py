@@ -355,3 +355,58 @@ def test_any_text_becomes_a_docstring_literal_that_reads_back_exactly(text: str)
 def test_metadata_literals_are_plain_data(value) -> None:
     assert ast.literal_eval(ps._literal({"v": value})) == ps._plain({"v": value})
     assert ps._plain(Path("a/b")) == "a/b" and ps._plain(float("inf")) is None
+
+
+# --- failed trainings (export --failures) --------------------------------------------------------
+def test_failure_rows_keep_every_value_and_name_a_missing_kind_unknown() -> None:
+    failed = [(0, ev(4, "512-512", 0.0, failure="network has 1,000,000 parameters", failure_kind="too_large")),
+              (2, Evaluation(order=0, genome="32", fitness=0.0, step=3, index=1, failure="custom | reason"))]
+    rows = ex.failure_rows(failed)
+    assert rows == [
+        {"step": 1, "index": 0, "sample": 0, "order": 4, "operator": "self", "genome": "512-512", "kind": "too_large",
+         "reason": "network has 1,000,000 parameters", "params": 1000},
+        {"step": 3, "index": 1, "sample": 2, "order": None, "operator": None, "genome": "32", "kind": "unknown",
+         "reason": "custom | reason", "params": None}]
+    assert json.loads(ex.failures_text(rows, "json")) == rows
+    table = ex.failures_text(rows, "markdown").splitlines()
+    assert table[0] == "| Step | Index | Sample | Operator | Kind | Architecture | Reason |"  # a further sample: its column
+    assert table[2] == "| 1 | 0 | 0 | self | too\\_large | `512-512` | network has 1,000,000 parameters |"
+    assert table[3] == "| 3 | 1 | 2 | – | unknown | `32` | custom \\| reason |"
+    with pytest.raises(ValueError, match="json or markdown"):
+        ex.failures_text(rows, "paper")
+
+
+def test_hostile_failure_values_stay_data_in_both_formats() -> None:
+    import re
+
+    reason = "boom |x| `code` <script>alert(1)</script> [link](http://x) *em* _u_ & ~~s~~ \\\n| 9 | 9 |"
+    rows = ex.failure_rows([(0, Evaluation(order=1, genome="32`|<b>", fitness=0.0, step=0, index=0,
+                                           failure=reason, failure_kind="k|*"))])
+    assert json.loads(ex.failures_text(rows, "json"))[0]["reason"] == reason  # exact, newline included
+    lines = ex.failures_text(rows, "markdown").splitlines()
+    row = lines[2]
+    assert len([line for line in lines if line.startswith("|")]) == 3  # the newline started no row of its own
+    assert row.startswith("| ") and row.endswith(" |")
+    cells = re.split(r"(?<!\\) \| ", row[2:-2])  # the table's own separators: unescaped pipes
+    assert len(cells) == 6 and cells[3] == "k\\|\\*" and cells[4] == "32\\`\\|\\<b\\>"
+    assert cells[5].endswith("\\\\ \\| 9 \\| 9 \\|")  # the backslash and the pipes escaped
+    assert "<script>" not in row and "\\<script\\>" in row
+
+
+@given(st.text(max_size=40))
+def test_any_text_is_one_markdown_cell_with_every_special_character_escaped(text: str) -> None:
+    from alife_nas.genome import one_line
+
+    cell = ex.markdown_text(text)
+    assert "\n" not in cell and "\r" not in cell
+    plain, i = [], 0
+    while i < len(cell):  # read the cell back: a backslash escapes the next character
+        if cell[i] == "\\":
+            assert i + 1 < len(cell) and cell[i + 1] in "\\`*_[]<>|&~"
+            plain.append(cell[i + 1])
+            i += 2
+        else:
+            assert cell[i] not in "\\`*_[]<>|&~"
+            plain.append(cell[i])
+            i += 1
+    assert "".join(plain) == one_line(text, None)

@@ -70,7 +70,7 @@ LAYERS = [
     ("contract", ["contract", "registry"]),
     ("method", ["lattice", "evolution"]),
     ("strategies", ["strategies"]),
-    ("configuration", ["settings", "config"]),
+    ("configuration", ["settings", "config", "feasibility"]),
     ("run store", ["store", "files"]),
     ("training", ["dataset_error", "imagefolder", "data", "model", "training", "retraining"]),
     ("executors", ["executors"]),

@@ -121,3 +121,59 @@ def test_events_and_config_update(run_dir):
     with RunStore.open(run_dir) as store:
         assert store.config.stop.steps == 10
         assert store.events()[-1]["message"] == "steps: 3 -> 10"
+
+
+# --- failures by kind (status) and the failed trainings (export --failures) ----------------------
+def _failures_run(path):
+    """A run with failures of three kinds in first trainings and further samples, and a success."""
+    store = RunStore.create(path, SearchConfig(), "h")
+
+    def add(genome, step, index, failure=None, kind=None):
+        store.add_evaluation(f"h:{genome}", Evaluation(order=0, genome=genome, fitness=0.0 if failure else 0.5,
+                                                       step=step, index=index, failure=failure, failure_kind=kind))
+
+    def sample(genome, number, step, failure, kind):
+        store.add_sample(f"h:{genome}", number, Evaluation(order=0, genome=genome, fitness=0.0, step=step, index=0,
+                                                           failure=failure, failure_kind=kind))
+
+    add("16", 0, 0)
+    add("32", 0, 1, "network has 1,054,538 parameters", "too_large")
+    add("64", 1, 0, "out of memory: late", "oom")
+    add("32-32", 1, 1, "network has 2 parameters", "too_large")
+    add("16-M", 2, 0, "custom reason")  # a custom fitness function's failure: no kind
+    sample("16", 1, 0, "out of memory: early", "oom")  # before the oom of step 1: the example
+    sample("64", 1, 2, "out of memory: again", "oom")
+    store.close()
+    return path
+
+
+def test_failures_by_kind_count_like_the_totals_with_the_first_failure_as_example(tmp_path):
+    run = _failures_run(tmp_path / "run")
+    with RunStore.open(run, readonly=True) as store:  # a reader's query
+        by_kind = store.failures_by_kind()
+        assert sum(e["count"] for e in by_kind.values()) == store.totals()["failures"] == 6
+        assert list(by_kind.items()) == [  # most frequent first
+            ("oom", {"count": 3, "example": "out of memory: early", "genome": "16"}),
+            ("too_large", {"count": 2, "example": "network has 1,054,538 parameters", "genome": "32"}),
+            ("unknown", {"count": 1, "example": "custom reason", "genome": "16-M"})]
+        failed = store.failed_trainings()
+        assert [(n, ev.step, ev.genome, ev.failure_kind) for n, ev in failed] == [
+            (0, 0, "32", "too_large"), (1, 0, "16", "oom"), (0, 1, "64", "oom"), (0, 1, "32-32", "too_large"),
+            (0, 2, "16-M", None), (1, 2, "64", "oom")]
+        assert failed[0][1].order == 2 and failed[1][1].order == 0  # first trainings keep their training order
+
+
+def test_failures_by_kind_on_a_run_without_failures_and_without_a_samples_table(tmp_path, score):
+    run = run_search(tmp_path / "ok", score, lattice=2, steps=1)
+    with RunStore.open(run, readonly=True) as store:
+        assert store.failures_by_kind() == {} and store.failed_trainings() == []
+    run = _failures_run(tmp_path / "old")
+    conn = sqlite3.connect(run / DB_NAME)  # as a run of schema 2 (alife_nas 0.2): no samples table yet
+    with conn:
+        conn.execute("DROP TABLE samples")
+        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    conn.close()
+    with RunStore.open(run, readonly=True) as store:
+        assert {k: e["count"] for k, e in store.failures_by_kind().items()} == {"too_large": 2, "oom": 1, "unknown": 1}
+        assert store.failures_by_kind()["oom"]["example"] == "out of memory: late"
+        assert len(store.failed_trainings()) == 4 == store.totals()["failures"]

@@ -32,7 +32,8 @@ __all__ = ["TimeLeft", "genome_cost"]
 FIT_WINDOW = 200
 
 
-def genome_cost(input_shape: tuple[int, int, int], num_classes: int, hidden: int) -> Callable[[str], float | None]:
+def genome_cost(input_shape: tuple[int, int, int], num_classes: int, hidden: int, head: str = "flatten",
+                batchnorm: bool = False) -> Callable[[str], float | None]:
     """Genome text -> FLOPs of one image's forward pass on this input (None for a genome it cannot read)."""
     from alife_nas.genome import parse_genome
     from alife_nas.shapes import describe_genome
@@ -42,7 +43,8 @@ def genome_cost(input_shape: tuple[int, int, int], num_classes: int, hidden: int
     def cost(genome: str) -> float | None:
         if genome not in known:
             try:
-                known[genome] = float(describe_genome(parse_genome(genome), input_shape, num_classes, hidden).flops)
+                known[genome] = float(describe_genome(parse_genome(genome), input_shape, num_classes, hidden, head,
+                                                        batchnorm).flops)
             except ValueError:
                 known[genome] = None
         return known[genome]

@@ -130,24 +130,31 @@ def curves(run_dir: str, out: str | None) -> None:
                    "saved are the seed's with the best validation accuracy.")
 @device_option
 @click.option("--data-dir", default=None, help="Where the data set files are, for --retrain.  [default: the run's]")
+@click.option("--failures", is_flag=True, default=False,
+              help="Instead of the best architectures, list every failed training (step, index, operator, kind, "
+                   "genome, reason) as json or markdown; --top does not apply.")
 @config_option
 def export(run_dir: str, top: int, format: str, out: str | None, force: bool, retrain: bool,
-           retrain_seeds: int | None, device: str | None, data_dir: str | None) -> None:
+           retrain_seeds: int | None, device: str | None, data_dir: str | None, failures: bool) -> None:
     """Export the best distinct architectures of RUN_DIR, ranked by fitness (validation accuracy).
 
     pytorch and onnx write one file per architecture into a folder: untrained architectures, or,
     with --retrain, the trained networks (PyTorch: rank_N.py with load() and predict() next to
     its weights rank_N.pt). Existing files are kept unless --force; the run's own files are
-    never overwritten.
+    never overwritten. With --failures: the run's failed trainings and why each failed.
     """
     if retrain_seeds is not None and not retrain:
         raise UserError("--retrain-seeds only applies with --retrain")
     with user_errors():
         done = export_run(run_dir, top=top, fmt=format, out=out, force=force, retrain=retrain,
                           retrain_seeds=retrain_seeds or 1, device=device, data_dir=data_dir,
-                          on_progress=print_progress)
+                          on_progress=print_progress, failures=failures)
     if done.text is not None:
         click.echo(done.text, nl=False)
+        return
+    if failures:
+        click.echo(f"wrote {len(done.rows)} failed training{'s' if len(done.rows) != 1 else ''} ({format}) "
+                   f"to {_show(done.out)}")
         return
     what = f"{len(done.rows)} architecture{'s' if len(done.rows) != 1 else ''}"
     if format in ("pytorch", "onnx"):

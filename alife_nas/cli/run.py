@@ -37,7 +37,7 @@ from alife_nas.config import ExecutionConfig, FitnessConfig, StopConfig
 from alife_nas.executors import Progress
 from alife_nas.genome import shorten
 from alife_nas.search import Search, Summary, read_status
-from alife_nas.store import rank_key
+from alife_nas.store import UNKNOWN_FAILURE_KIND, rank_key
 from alife_nas.tensorboard_log import DEFAULT_EVERY, TensorBoardLog, TensorBoardMissing
 from alife_nas.tensorboard_log import LOG_DIR as TENSORBOARD_DIR
 from alife_nas.tensorboard_log import check_available as check_tensorboard
@@ -60,6 +60,10 @@ def search_options(func: Callable) -> Callable:
 HEARTBEAT_SECONDS = 60.0
 #: What the progress bar and the log lines show of a genome.
 _GENOME_SHOWN = 28
+#: What a log line shows of a failed training's reason (``export --failures`` has it whole).
+_REASON_SHOWN = 120
+#: What ``status`` shows of each failure kind's example reason.
+_EXAMPLE_SHOWN = 80
 
 #: ctx.meta key of the options that only watch a run (shown output, TensorBoard): never in its config.
 _WATCH = "alife_nas.watch"
@@ -342,6 +346,12 @@ class Reporter:
                 self._advance(self._init_seen)
         self._show()
         if self.lines and not cached:
+            if ev.failure is not None:  # a failure says why: its kind and (shortened) reason
+                notes = "; ".join(t for t in (shorten(ev.failure, _REASON_SHOWN),
+                                              "replayed: trained before the restart" if replayed else "") if t)
+                self.echo(f"  {request.operator} {shorten(ev.genome, 40)} -> failed: {_kind(ev.failure_kind)}"
+                          + (f" ({notes})" if notes else ""))
+                return
             how = ", replayed: trained before the restart" if replayed else ""
             self.echo(f"  {request.operator} {shorten(ev.genome, 40)} -> {ev.fitness:.4f} ({ev.epochs or 0} epochs{how})")
 
@@ -390,7 +400,8 @@ def _cost_of(store: Any, config: Any) -> Callable[[str], float | None] | None:
     for a run stored without its data set's shape."""
     try:
         info = store.dataset_info
-        return genome_cost(tuple(info["input_shape"]), int(info["num_classes"]), config.training.hidden)
+        t = config.training
+        return genome_cost(tuple(info["input_shape"]), int(info["num_classes"]), t.hidden, t.head, t.batchnorm)
     except (TypeError, KeyError, ValueError):
         return None
 
@@ -512,17 +523,21 @@ def _drive(search: Search, run_dir: str) -> None:
 
 @main.command()
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run directory to create.")
+@click.option("--force", is_flag=True, help="Start even when more than a quarter of the initial genomes exceed "
+              "the size caps on this input (docs/running.md).")
 @search_options
-def evolve(out: str, download: bool, **options: Any) -> None:
+def evolve(out: str, download: bool, force: bool, **options: Any) -> None:
     """Start a run in --out (refused when it already holds one) and run it to its end."""
     if not out.strip():  # '' would make the current directory the run directory
         raise UserError(f"--out must name a run directory, got {out!r}")
     config = build_config(options)
     with user_errors():
-        search = Search.create(out, config, download=download)
+        search = Search.create(out, config, download=download, force=force)
     data = search.data
     click.echo(f"run {out}: {config.strategy} on {data.name} {data.sizes()}, device {search.config.device}, "
                f"seed {config.seed}")
+    if search.feasibility is not None:
+        click.echo(search.feasibility.line())
     _drive(search, out)
 
 
@@ -559,10 +574,14 @@ def status(run_dir: str, as_json: bool) -> None:
     target = f"/{info['steps']}" if info["steps"] is not None else ""
     budget = f" (budget {info['budget']})" if info["budget"] else ""
     reevaluate = f", reevaluate {info['reevaluate']}" if info.get("reevaluate", 1) > 1 else ""
-    click.echo(f"run {run_dir}: {info['strategy']} on {info['dataset']}, seed {info['seed']}{reevaluate}")
+    network = f", head {info.get('head', 'flatten')}, batchnorm {'on' if info.get('batchnorm') else 'off'}"
+    click.echo(f"run {run_dir}: {info['strategy']} on {info['dataset']}, seed {info['seed']}{reevaluate}, "
+               f"preset {info.get('preset')}{network}")
     click.echo(f"steps {info['steps_done']}{target}{budget}  trainings {info['trainings']}  cache hits {info['cache_hits']}"
                f"  failures {info['failures']}  epochs {info['epochs']}  training time {_duration(info['train_seconds'])}"
                f" on {', '.join(d for d in info['devices'] if d) or '-'}")
+    if info["failures_by_kind"]:
+        click.echo(_failures_line(info["failures"], info["failures_by_kind"]))
     if info["lattice"]:
         click.echo("lattice fitness:")
         for row in info["lattice"]:
@@ -613,6 +632,23 @@ def _status_notes(info: dict) -> list[str]:
         notes.append(f"initialisation not finished: {info['trainings']} trainings so far of the "
                      f"{info['init_trainings']} genomes it trains (no {what} yet)")
     return notes
+
+
+def _kind(kind: str | None) -> str:
+    """A failed training's kind as every display names it (``unknown`` when none was stored)."""
+    return UNKNOWN_FAILURE_KIND if kind is None else shorten(str(kind), 40)
+
+
+def _failures_line(total: int, by_kind: dict) -> str:
+    """``failures 3: too_large 2 (e.g. 512: network has ...), oom 1 (e.g. 64-64: out of memory ...)``:
+    each kind with its count and its first failure's genome and reason, both shortened."""
+    parts = []
+    for kind, entry in by_kind.items():
+        reason = shorten(entry.get("example") or "", _EXAMPLE_SHOWN)
+        genome = shorten(entry.get("genome") or "", _GENOME_SHOWN)
+        example = f"{genome}: {reason}" if reason else genome
+        parts.append(f"{_kind(kind)} {entry['count']}" + (f" (e.g. {example})" if example else ""))
+    return f"failures {total}: " + ", ".join(parts)
 
 
 def _samples(genome: dict) -> str:

@@ -93,7 +93,8 @@ def test_every_option_of_evolve_is_declared_or_only_watches(monkeypatch):
     """Nothing on the command line that the library does not declare (watching options aside)."""
     command = main.commands["evolve"]
     names = {p.name for p in command.params if isinstance(p, click.Option)}
-    assert names - set(DECLARED) == {"out", "config", "download", "progress", "tensorboard",
+    # where the run goes and how it starts (out, config, download, force: not stored, change no result)
+    assert names - set(DECLARED) == {"out", "config", "download", "force", "progress", "tensorboard",
                                      "tensorboard_every"}
     assert {n for n, _ in declared_names()} <= names
 

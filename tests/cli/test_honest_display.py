@@ -248,8 +248,10 @@ def test_a_budget_the_initialisation_uses_up_says_so(tmp_path, fake_trainer):
             "(give a larger --budget for steps); 5 trainings, 0 cache hits; best ") in result.output
     assert "done: 0 steps" not in result.output
     result = invoke("evolve", "--out", tmp_path / "nf", "--lattice", "3", "--budget", "4")
-    assert result.output.splitlines()[1] == ("note: the initialisation trains 9 genomes, more than the budget of 4 "
-                                            "trainings; the run ends after it, with no step")
+    assert result.output.splitlines()[1:3] == [
+        "initial population: 0 of 9 genomes (0%) exceed the size caps on 1×8×8 input",
+        "note: the initialisation trains 9 genomes, more than the budget of 4 trainings; the run ends after it, "
+        "with no step"]
     result = invoke("evolve", "--out", tmp_path / "two", "--lattice", "3", "--steps", "2")
     assert "done: 2 steps after the initialisation, " in result.output
     result = invoke("evolve", "--out", tmp_path / "zero", "--lattice", "3", "--steps", "0")

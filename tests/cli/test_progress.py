@@ -124,8 +124,8 @@ def fake_trainer(monkeypatch):
     from alife_nas.data import load_data
 
     create, open_ = Search.create.__func__, Search.open.__func__
-    monkeypatch.setattr(Search, "create", classmethod(lambda cls, run_dir, config=None, download=False: create(
-        cls, run_dir, config, score=fake_score, data=load_data(config.data))))
+    monkeypatch.setattr(Search, "create", classmethod(lambda cls, run_dir, config=None, download=False, force=False: create(
+        cls, run_dir, config, score=fake_score, data=load_data(config.data), force=force)))
     monkeypatch.setattr(Search, "open", classmethod(
         lambda cls, run_dir, download=False, **options: open_(cls, run_dir, score=fake_score, **options)))
 

@@ -77,15 +77,18 @@ def initial_genomes(config: SearchConfig) -> list[Genome]:
     return recorder.genomes
 
 
-def check_initial_population(config: SearchConfig, input_shape: Sequence[int], num_classes: int) -> Feasibility:
-    """How many of the run's initial genomes its caps refuse on ``input_shape`` (no training)."""
+def check_initial_population(config: SearchConfig, input_shape: Sequence[int], num_classes: int,
+                             train_images: int | None = None) -> Feasibility:
+    """How many of the run's initial genomes its caps refuse on ``input_shape`` (no training);
+    ``train_images``, when known, bounds the batch as the trainer does."""
     t = config.training
+    batch = t.batch_size if train_images is None else min(t.batch_size, train_images)
     shape = tuple(int(v) for v in input_shape)
     refused, example = 0, None
     genomes = initial_genomes(config)
     for genome in genomes:
         info = describe_genome(genome, shape, num_classes, t.hidden, t.head, t.batchnorm)
-        reason = check_caps(info, t.max_layers, t.max_params, t.max_memory, t.batch_size)
+        reason = check_caps(info, t.max_layers, t.max_params, t.max_memory, batch)
         if reason:
             refused += 1
             example = example or (str(genome), reason)

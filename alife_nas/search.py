@@ -111,7 +111,8 @@ class Search:
         feasibility = None
         if data is not None:
             info = {"input_shape": list(data.input_shape), "num_classes": int(data.num_classes), "classes": data.classes}
-            feasibility = check_initial_population(config, data.input_shape, int(data.num_classes))
+            train_images = len(data.train_y) if hasattr(data, "train_y") else None
+            feasibility = check_initial_population(config, data.input_shape, int(data.num_classes), train_images)
             if feasibility.too_much and not force:
                 raise ConfigError(f"{feasibility.line()}; more than {REFUSE_ABOVE:.0%} is refused before any training: "
                                   f"try {HELPS} (or --force to run anyway)")

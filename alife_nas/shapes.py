@@ -34,6 +34,7 @@ __all__ = [
     "describe_genome",
     "check_caps",
     "training_memory",
+    "evaluation_batch",
 ]
 
 #: Weight initialisations the builder knows; 'glorot' is Keras' default (the seed used Keras).
@@ -78,7 +79,9 @@ class ModelInfo:
     forward pass (biases, ReLU, pooling and dropout are not counted).
     ``effective_layers`` is the compact form of the layers actually built ('' if none are).
     ``activations`` is the number of values one image's forward pass keeps for the backward pass
-    (the input and every built layer's output; two per conv with batch normalisation).
+    (the input and every built layer's output; two per conv with batch normalisation);
+    ``largest_map`` the most values one layer holds at once without gradients (its input and
+    output): what an evaluation pass needs per image.
     """
 
     genome: str
@@ -94,6 +97,7 @@ class ModelInfo:
     head: str = "flatten"
     batchnorm: bool = False
     activations: int = 0
+    largest_map: int = 0
 
     @property
     def dense_inputs(self) -> int:
@@ -159,9 +163,11 @@ def describe_genome(
     head_macs = flat * hidden + hidden * num_classes
     built = [step for step in plan if not step.skipped]
     kept = channels * height * width + hidden + num_classes
+    largest = channels * height * width
     for step in built:
         c, h, w = step.shape
         kept += c * h * w * (2 if step.batchnorm else 1)
+        largest = max(largest, step.in_shape[0] * step.in_shape[1] * step.in_shape[2] + c * h * w)
     return ModelInfo(
         genome=str(genome),
         genome_layers=len(genome),
@@ -176,6 +182,7 @@ def describe_genome(
         head=head,
         batchnorm=batchnorm,
         activations=kept,
+        largest_map=largest,
     )
 
 
@@ -188,6 +195,17 @@ def training_memory(info: ModelInfo, batch_size: int) -> int:
     measured peaks on CPU are in docs/training.md.
     """
     return BYTES_PER_PARAM * info.params + 2 * 4 * int(batch_size) * info.activations
+
+
+def evaluation_batch(info: ModelInfo, eval_batch_size: int, max_memory: float | None) -> int:
+    """The batch size of a network's validation and test passes: ``eval_batch_size``, unless one
+    pass's largest maps at that size (fp32, input and output of a layer) would need more than
+    the ``max_memory`` cap (GiB), then the largest batch that fits (at least 1). Large images with
+    wide unpooled convs only; results do not depend on it."""
+    if not max_memory or max_memory <= 0:
+        return eval_batch_size
+    fits = int(max_memory * 2**30 // (4 * max(1, info.largest_map)))
+    return max(1, min(eval_batch_size, fits))
 
 
 def _gib(n_bytes: float) -> str:

@@ -34,6 +34,7 @@ from alife_nas.config import ConfigError, check_device
 from alife_nas.data import DataSplits
 from alife_nas.genome import Genome, one_line, parse_genome
 from alife_nas.model import ModelInfo, build_model, check_caps, describe_genome
+from alife_nas.shapes import evaluation_batch
 from alife_nas.settings import PRESETS, TrainSettings, make_settings
 
 __all__ = [
@@ -255,7 +256,8 @@ class Trainer:
             effective_layers=info.effective_layers, seed=int(seed),
         )
         s = self.settings
-        reason = check_caps(info, s.max_layers, s.max_params, s.max_memory, s.batch_size)
+        batch = min(s.batch_size, len(self.train_y))  # the batch a training really uses
+        reason = check_caps(info, s.max_layers, s.max_params, s.max_memory, batch)
         if reason:
             result.failure, result.failure_kind = reason, "too_large"
             result.train_time = time.perf_counter() - start
@@ -371,14 +373,18 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-        """Accuracy of ``model`` on resident tensors (no augmentation, dropout off)."""
+        """Accuracy of ``model`` on resident tensors (no augmentation, dropout off), in batches no
+        larger than :func:`alife_nas.shapes.evaluation_batch` allows for its shapes."""
         model.eval()
+        s = self.settings
+        info = getattr(model, "info", None)
+        chunk = s.eval_batch_size if info is None else evaluation_batch(info, s.eval_batch_size, s.max_memory)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
-        for start in range(0, len(y), self.settings.eval_batch_size):
-            xb = x[start : start + self.settings.eval_batch_size].contiguous(memory_format=self.memory_format)
+        for start in range(0, len(y), chunk):
+            xb = x[start : start + chunk].contiguous(memory_format=self.memory_format)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
                 logits = model(xb)
-            correct += (logits.argmax(1) == y[start : start + self.settings.eval_batch_size]).sum()
+            correct += (logits.argmax(1) == y[start : start + chunk]).sum()
         return correct.item() / max(1, len(y))
 
 

@@ -63,11 +63,33 @@ layers = st.lists(st.one_of(st.sampled_from([4, 8, 16]).map(Conv), st.just(MaxPo
 
 
 @settings(max_examples=25, deadline=None)
-@given(layers=layers, h=st.integers(1, 12), w=st.integers(1, 12), c=st.integers(1, 3))
-def test_describe_matches_built_model(layers, h, w, c):
+@given(layers=layers, h=st.integers(1, 12), w=st.integers(1, 12), c=st.integers(1, 3),
+       head=st.sampled_from(["flatten", "gap"]), batchnorm=st.booleans())
+def test_describe_matches_built_model(layers, h, w, c, head, batchnorm):
     genome = Genome(tuple(layers))
-    info = describe_genome(genome, (c, h, w), 3, hidden=16)
-    model = build_model(genome, (c, h, w), 3, hidden=16)
+    info = describe_genome(genome, (c, h, w), 3, 16, head, batchnorm)
+    model = build_model(genome, (c, h, w), 3, hidden=16, head=head, batchnorm=batchnorm)
     assert count_params(model) == info.params
+    assert model.hidden.in_features == info.dense_inputs
+    assert model.eval()(torch.zeros(2, c, h, w)).shape == (2, 3)
     assert tuple(model.features(torch.zeros(1, c, h, w)).shape[1:]) == info.output_shape
     assert info.genome_layers == len(genome) == len(info.effective_layers.split("-")) * bool(info.effective_layers) + info.skipped_pools
+
+
+def test_gap_head_and_batchnorm_layout():
+    """gap: each channel's mean feeds the dense layer (its size no longer grows with the input);
+    batchnorm: conv without bias -> BatchNorm2d -> ReLU."""
+    small = describe_genome(parse_genome("16-M-32"), (3, 32, 32), 10, head="gap")
+    large = describe_genome(parse_genome("16-M-32"), (3, 128, 128), 10, head="gap")
+    assert small.params == large.params and small.dense_inputs == 32
+    assert describe_genome(parse_genome("16-M-32"), (3, 32, 32), 10).dense_inputs == 32 * 16 * 16
+    model = build_model(parse_genome("16-M-32"), (3, 32, 32), 10, head="gap", batchnorm=True)
+    kinds = [type(m).__name__ for m in model.features]
+    assert kinds == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "Conv2d", "BatchNorm2d", "ReLU"]
+    assert all(m.bias is None for m in model.features if isinstance(m, torch.nn.Conv2d))
+    x = torch.randn(4, 3, 32, 32)
+    model.eval()
+    expected = model.classifier(model.dropout(torch.relu(model.hidden(model.features(x).mean((2, 3))))))
+    assert torch.allclose(model(x), expected)
+    with pytest.raises(ValueError, match="unknown head"):
+        describe_genome(parse_genome("16"), (1, 8, 8), 10, head="avg")

@@ -182,6 +182,25 @@ def test_trained_onnx_matches_pytorch_and_normalises_inside(tmp_path, digits, tr
     assert props["genome"] == GENOME and float(props["test_accuracy"]) == trained.test_accuracy
 
 
+def test_a_gap_batchnorm_network_ships_and_reloads(tmp_path, digits):
+    """--head gap --batchnorm: the standalone file and ONNX give what the trainer measured."""
+    import onnxruntime as ort
+
+    settings = make_settings("fast", max_epochs=2, head="gap", batchnorm=True)
+    result = Trainer(digits, settings).train("8-M-16", seed=1, evaluate_test=True, keep_weights=True)
+    assert result.failure is None
+    assert any(k.endswith("running_mean") for k in result.weights)  # the norms' statistics travel too
+    mx.save_trained(tmp_path, "model", result, digits, settings, onnx=True)
+    m = load_module(tmp_path / "model.py")
+    assert (m.HEAD, m.BATCHNORM, m.METADATA["settings"]["head"]) == ("gap", True, "gap")
+    got = predict_in_fresh_interpreter(tmp_path / "model.py", digits.test_x.numpy(), digits.test_y.numpy(), tmp_path)
+    assert got["accuracy"] == result.test_accuracy
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    x = digits.test_x[:37]
+    np.testing.assert_allclose(session.run(None, {"images": x.numpy().astype(np.float32)})[0], m.logits(x).numpy(),
+                               atol=1e-4)
+
+
 def test_untrained_onnx_is_the_bare_network_seeded(tmp_path):
     import onnx
     import onnxruntime as ort

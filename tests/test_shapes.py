@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alife_nas.genome import Conv, Genome, MaxPool, parse_genome
-from alife_nas.shapes import check_caps, describe_genome, effective_layers, layer_plan
+from alife_nas.shapes import BYTES_PER_PARAM, check_caps, describe_genome, effective_layers, layer_plan, training_memory
 
 CASES = [
     # genome, input shape, effective layers, skipped pools, shape after the genome's layers
@@ -76,6 +76,37 @@ def test_check_caps():
     assert "--" not in check_caps(info, 3, None) + reason  # no command-line flags: the API is used without a CLI
 
 
+def test_memory_cap_and_its_arithmetic():
+    info = describe_genome(parse_genome("16-M"), (1, 8, 8), 10)
+    # kept per image: the input, the conv's map, the pool's map, the hidden layer and the logits
+    assert info.activations == 64 + 16 * 64 + 16 * 16 + 512 + 10
+    assert training_memory(info, 128) == BYTES_PER_PARAM * info.params + 2 * 4 * 128 * info.activations
+    bn = describe_genome(parse_genome("16-M"), (1, 8, 8), 10, batchnorm=True)
+    assert bn.activations == info.activations + 16 * 64  # the norm's output as well as the conv's
+    assert bn.params == info.params + 16  # 2 per filter for the norm, minus the conv's bias
+    assert check_caps(info, 40, 0, 16.0, 128) is None
+    reason = check_caps(info, 40, 0, training_memory(info, 128) / 2**30 * 0.99, 128)
+    assert reason.startswith("a training needs about") and reason.endswith("(max_memory)") and "batch 128" in reason
+    assert check_caps(info, 40, 0, 0.0, 128) is None  # 0 = no cap
+
+
+@pytest.mark.parametrize("shape,head,most", [((3, 32, 32), "flatten", 16.0), ((3, 128, 128), "gap", 16.0)])
+def test_every_network_an_initial_population_can_hold_fits_the_default_memory_cap(shape, head, most):
+    """The seed's input with the seed's head, and 128x128 with gap: the largest one-layer genomes
+    (what neuralfinder's and regularized's initial genomes are) stay under the default cap."""
+    from alife_nas.settings import TrainSettings
+
+    assert TrainSettings().max_memory == most and TrainSettings().max_params == 0
+    for genome in ("512", "512-M"):
+        info = describe_genome(parse_genome(genome), shape, 100, head=head)
+        assert check_caps(info, 40, 0, most, 128) is None, genome
+    # the deepest random genome of the seed's filters (12 unpooled 512-filter convs) at 3x32x32 too
+    deepest = describe_genome(parse_genome("-".join(["512"] * 12)), (3, 32, 32), 100)
+    assert check_caps(deepest, 40, 0, most, 128) is None
+    # at 3x128x128 the seed's head makes a one-layer 512 need over 60 GiB
+    assert training_memory(describe_genome(parse_genome("512"), (3, 128, 128), 10), 128) > 60 * 2**30
+
+
 def test_bad_shapes_refused():
     with pytest.raises(ValueError):
         describe_genome(parse_genome("16"), (0, 8, 8), 10)
@@ -111,3 +142,15 @@ def test_plan_agrees_with_describe_genome(layers, h, w, c):
     assert len(built) == (len(info.effective_layers.split("-")) if info.effective_layers else 0)
     assert len(plan) - len(built) == info.skipped_pools
     assert all(isinstance(s.layer, MaxPool) and min(s.in_shape[1:]) < 2 for s in plan if s.skipped)
+
+
+def test_evaluation_batch_shrinks_only_where_a_pass_would_outgrow_the_memory_cap():
+    from alife_nas.shapes import evaluation_batch
+
+    small = describe_genome(parse_genome("16-M-32-M"), (1, 8, 8), 10)
+    assert evaluation_batch(small, 1024, 16.0) == 1024
+    wide = describe_genome(parse_genome("512"), (3, 128, 128), 10, head="gap")
+    assert wide.largest_map == 3 * 128 * 128 + 512 * 128 * 128
+    # 1024 images of 512x128x128 maps are 34 GB: the largest batch under 16 GiB instead
+    assert evaluation_batch(wide, 1024, 16.0) == 16 * 2**30 // (4 * wide.largest_map) == 509
+    assert evaluation_batch(wide, 1024, 0.0) == 1024  # no cap, no limit

@@ -63,23 +63,25 @@ def kill_when(proc, db, sql, target, timeout=120):
 
 # about a minute: several real subprocess runs
 @pytest.mark.slow
-def test_sigkill_at_random_moments_and_commit_points_then_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("network", [[], ["--head", "gap", "--batchnorm"]], ids=["seed's network", "gap+batchnorm"])
+def test_sigkill_at_random_moments_and_commit_points_then_resume_equals_uninterrupted(tmp_path, network):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    proc = cli("evolve", "--out", str(whole), *TINY)
+    tiny = [*TINY, *network]
+    proc = cli("evolve", "--out", str(whole), *tiny)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert "done: 4 steps" in out
 
     db = killed / DB_NAME
     rng = random.Random(7)
-    proc = cli("evolve", "--out", str(killed), *TINY)
+    proc = cli("evolve", "--out", str(killed), *tiny)
     kill_when(proc, db, "SELECT COUNT(*) FROM evaluations", 3)  # just after a training's commit
     kills = 1
     plans = [("SELECT COUNT(*) FROM steps", 1), ("SELECT COUNT(*) FROM evaluations", 14), (None, rng.uniform(0.5, 3)),
              ("SELECT COUNT(*) FROM steps", 3), (None, rng.uniform(0.5, 3))]
     for sql, target in plans:
         if not db.exists():  # killed before the database existed: start again
-            proc = cli("evolve", "--out", str(killed), *TINY)
+            proc = cli("evolve", "--out", str(killed), *tiny)
         else:
             proc = cli("resume", str(killed))
         if sql is None:

@@ -102,12 +102,13 @@ def oom_probe_data(images: int) -> DataSplits:
 def test_cuda_out_of_memory_is_recorded_and_the_next_training_works():
     # One conv of 2**15 filters on 32x32 makes 64 MiB of bf16 activations per image; a batch
     # sized from the card's memory asks for twice what the card has, whatever its size, so the
-    # forward pass really raises torch.cuda.OutOfMemoryError. The caps are off (max_params=0)
-    # so the trainer does not refuse the genome before it allocates.
+    # forward pass really raises torch.cuda.OutOfMemoryError. The caps are off (max_params=0,
+    # max_memory=0) so the trainer does not refuse the genome before it allocates.
     total = torch.cuda.get_device_properties(0).total_memory
     per_image = OOM_FILTERS * 32 * 32 * 2
     batch = math.ceil(2 * total / per_image)
-    trainer = Trainer(oom_probe_data(batch), make_settings("fast", max_epochs=2, batch_size=batch, max_params=0), "cuda")
+    trainer = Trainer(oom_probe_data(batch), make_settings("fast", max_epochs=2, batch_size=batch, max_params=0,
+                                                              max_memory=0), "cuda")
     torch.cuda.synchronize()
     resident = torch.cuda.memory_allocated()
 

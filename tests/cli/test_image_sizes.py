@@ -35,6 +35,8 @@ def write_folder(root, size, per_class=4):
     return root
 
 
+# about 15 s: real paper-preset trainings of networks with up to 268M parameters
+@pytest.mark.slow
 def test_the_seeds_protocol_on_cifar_files_refuses_no_initial_cell(tmp_path):
     write_cifar10(tmp_path / "data")
     # seed 1 draws 224, 512, 64-M and 64: the first three were over the old 25M-parameter cap here

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -188,6 +188,14 @@ class Reevaluating:
 
     def __call__(self, step: int, requests: Sequence[EvalRequest]) -> list[float]:
         return [mean_fitness(values) for values in self.samples(step, requests)]
+
+    def current(self, step: int, genome: Any) -> float | None:
+        """The genome's fitness now (the mean of its trainings before ``step`` and in it so far), or
+        None when it has none: what a lattice cell holding it must compare with."""
+        if step != self._step:
+            self.begin(step)
+        known = self._known.get(cache_key(self.inner.digest, genome))
+        return mean_fitness(known) if known else None
 
     def samples(self, step: int, requests: Sequence[EvalRequest]) -> list[tuple[float, ...]]:
         """Score the batch, re-train as above; per request, every training of its genome so far."""

@@ -278,10 +278,14 @@ def decide_move(
     winner, max_c = requests[best].genome, scores[best]
     candidates = [{"operator": r.operator, "genome": str(r.genome), "fitness": s} for r, s in zip(requests, scores)]
     decided = replace(record, candidates=candidates, best_index=best, max_c=max_c)
-    if not is_better(max_c, record.master_fitness, config.ratio, config.better_by):
-        return decided, []
     s1, s2 = record.master, record.partner
-    if is_better(max_c, record.partner_fitness, config.ratio, config.better_by):
+    # A genome never replaces itself: with --reevaluate its fitness is a mean that moves, and the
+    # same genome "beating" its own cell would be bookkeeping, not an improvement.
+    if str(winner) == str(lattice.genome(s1)) or not is_better(max_c, record.master_fitness, config.ratio,
+                                                               config.better_by):
+        return decided, []
+    if str(winner) != str(lattice.genome(s2)) and is_better(max_c, record.partner_fitness, config.ratio,
+                                                             config.better_by):
         outcome, replaced = Outcome.REPLACE_BOTH, [s1, s2]
     else:
         outcome, replaced = Outcome.REPLACE_MASTER, [s1]

@@ -1,7 +1,7 @@
 """The L×L world: one genome and its fitness per cell, square neighbourhoods, torus or bounded."""
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -48,6 +48,17 @@ class Lattice:
         self.genomes[r][c] = genome
         self.fitness[r, c] = fitness
         self.age[r, c] = step
+
+    def refresh_fitness(self, current: Callable[[Genome], float | None]) -> int:
+        """Give every cell its genome's current fitness where ``current`` knows one (``--reevaluate``:
+        a genome's mean moves as it is re-trained elsewhere); ages are kept. Returns the cells changed."""
+        changed = 0
+        for r, c in self.cells():
+            value = current(self.genomes[r][c])
+            if value is not None and float(value) != float(self.fitness[r, c]):
+                self.fitness[r, c] = float(value)
+                changed += 1
+        return changed
 
     def neighbours(self, cell: Cell) -> list[Cell]:
         """The cell's neighbourhood in row-major order, without the cell and without repeats.

@@ -114,9 +114,11 @@ def test_near_the_top_only_the_error_rule_lets_a_better_child_in(better_by, outc
     config = EvolutionConfig(lattice=5, better_by=better_by)
     lat = fixed_lattice(config, 0.98)
     before = lat.to_dict()
-    ev = ByOperator([0.97, 0.985, 0.98, 0.96, 0.9], mutant=0.95)  # 0.985 < 0.98 * 1.02, yet a quarter less error
+    # 0.985 < 0.98 * 1.02, yet a quarter less error; it goes to aH+bH (16 + 224, a genome no cell
+    # holds: a genome never replaces itself)
+    ev = ByOperator([0.97, 0.98, 0.985, 0.96, 0.9], mutant=0.95)
     record = evolve_step(lat, config, np.random.default_rng(4), ev, step=1)
-    assert record.outcome == outcome.value and record.best_index == 1
+    assert record.outcome == outcome.value and record.best_index == 2
     if better_by == "accuracy":
         assert lat.to_dict() == before and record.mutants == []
     else:  # both s1 and s2 (also 0.98) are beaten: the partner is replaced too, and two mutants spread
@@ -448,3 +450,17 @@ def test_masters_validation():
     for bad in (0, -1, 1.5, "2", True):
         with pytest.raises(ValueError, match="masters"):
             EvolutionConfig(lattice=6, masters=bad)
+
+
+def test_a_genome_never_replaces_itself():
+    """A winner equal to the master's genome (a crossover can rebuild a parent) does not replace
+    it, whatever fitness it got (with --reevaluate a genome's mean moves between trainings)."""
+    config = EvolutionConfig(lattice=5, better_by="error")
+    lat = fixed_lattice(config, 0.98)
+    for i, cell in enumerate(lat.cells()):
+        lat.set(cell, parse_genome(f"{config.filters[i % len(config.filters)]}-M"), 0.98, 0)
+    before = lat.to_dict()
+    ev = ByOperator([0.97, 0.985, 0.98, 0.96, 0.9], mutant=0.95)  # the best is aH+bT, here s1's own genome
+    record = evolve_step(lat, config, np.random.default_rng(4), ev, step=1)
+    assert record.candidates[1]["genome"] == record.master_genome and record.best_index == 1
+    assert record.outcome == Outcome.NO_CHANGE.value and lat.to_dict() == before and record.mutants == []

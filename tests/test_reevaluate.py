@@ -332,3 +332,29 @@ def test_a_real_training_run_on_digits(tmp_path, monkeypatch):
             for genome, fitness in zip(genome_row, fitness_row):
                 trained = stored(search.store, genome)
                 assert any(fitness == mean_fitness(trained[:n]) for n in range(1, len(trained) + 1))
+
+
+def test_a_cell_compares_with_its_genomes_current_mean_and_no_genome_replaces_itself(tmp_path):
+    """With K > 1 a genome's mean moves as it is re-trained; the lattice cell holding it used to
+    keep the fitness it was written with, so the same genome could "beat" its own cell and spread
+    mutants for nothing. Now every step starts from the current means, and a winner equal to the
+    master's (or partner's) genome never replaces it."""
+    search = make_search(tmp_path / "r", noisy_score, lattice=3, steps=40, seed=2, reevaluate=2,
+                         filters=[16, 32])  # a small space: winners often equal the cells they face
+    search.run()
+    store, rows = search.store, search.store.step_rows()
+    same_genome_replacements = stale = 0
+    for row in rows[1:]:
+        record = row.record
+        if record["outcome"] in ("replace_master", "replace_both"):
+            winner = record["candidates"][record["best_index"]]["genome"]
+            faced = [record["master_genome"]] + ([record["partner_genome"]] if record["outcome"] == "replace_both" else [])
+            same_genome_replacements += winner in faced
+        known = store.sample_fitness(before_step=row.step)  # what the step began from
+        for role in ("master", "partner"):
+            key = cache_key(store.settings_hash, parse_genome(record[f"{role}_genome"]))
+            stale += record[f"{role}_fitness"] != mean_fitness(known[key])
+    moved = any(len(v) > 1 for v in store.sample_fitness(before_step=10**9).values())
+    search.close()
+    assert moved  # genomes were re-trained: their means moved
+    assert same_genome_replacements == 0 and stale == 0

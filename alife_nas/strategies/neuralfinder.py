@@ -34,6 +34,9 @@ class NeuralFinder:
 
     def step(self, rng: np.random.Generator, evaluate: Evaluator, step: int) -> dict:
         assert self._lattice is not None, "initialize() first"
+        current = getattr(evaluate, "current", None)  # --reevaluate K > 1: genomes' means move
+        if current is not None:
+            self._lattice.refresh_fitness(lambda genome: current(step, genome))
         return evolve_round(self._lattice, self.config, rng, evaluate, step, self.config.masters)
 
     def state(self) -> dict:

@@ -70,6 +70,7 @@ class Search:
         self.data = data
         self.changes: list[str] = []  # what Search.open changed ("steps: 6 -> 8", ...)
         self.feasibility: Feasibility | None = None  # set by create when the data set's shape is known
+        self.device_note: str | None = None  # set by open when the run goes on on another kind of device
         self.executor = make_executor(config, score, data)
         self.strategy = STRATEGIES[config.strategy](config.method)
         self.evaluator = CachedEvaluator(store, self.executor, config.seed, config.device)
@@ -161,8 +162,12 @@ class Search:
                 store.update_config(config)
                 store.log_event("resume", "; ".join(differences))
             store.log_event("resume", f"resumed at step {store.steps_done}")
+            moved = device_change(store.totals()["devices"], config.device)
+            if moved:
+                store.log_event("resume", moved)
             search = cls(store, config, data=data, score=score)
             search.changes = differences
+            search.device_note = moved
             return search
         except BaseException:
             store.close()
@@ -300,6 +305,17 @@ def _load(config: SearchConfig, download: bool) -> Any:
     from alife_nas.data import load_data
 
     return load_data(config.data, download)
+
+
+def device_change(trained_on: list[str | None], device: str) -> str | None:
+    """One line when a run that trained on one kind of device (cpu, cuda) goes on on another:
+    fitness from a GPU (bf16 autocast) and from a CPU (fp32) are not the same numbers."""
+    kinds = {d.split(":")[0] for d in trained_on if d}
+    new = device.split(":")[0]
+    if not kinds or kinds == {new}:
+        return None
+    return (f"note: this run trained on {', '.join(sorted(d for d in trained_on if d))} so far and goes on on "
+            f"{device}: trainings on the two can give different fitness for the same genome and seed")
 
 
 def read_status(store: RunStore) -> dict[str, Any]:

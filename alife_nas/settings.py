@@ -93,6 +93,8 @@ class TrainSettings:
     # CUDA only
     amp: bool = option(True, "CUDA: bf16 autocast.")
     channels_last: bool = option(True, "CUDA: channels-last memory layout.")
+    deterministic: bool = option(False, "CUDA: deterministic cuDNN algorithms, so a training redone (after a kill) "
+                                 "gives the same numbers; slower (docs/training.md).")
 
     def __post_init__(self) -> None:
         try:

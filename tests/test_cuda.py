@@ -74,17 +74,27 @@ def first_conv_recorder(monkeypatch: pytest.MonkeyPatch) -> list[tuple[torch.dty
 
 # --- CUDA --------------------------------------------------------------------------------------
 @needs_cuda
-def test_cuda_training_bf16_channels_last_fp16_resident(digits3, monkeypatch):
+def test_cuda_training_bf16_channels_last_bf16_resident(digits3, monkeypatch):
     seen = first_conv_recorder(monkeypatch)
     trainer = Trainer(digits3, make_settings("fast", max_epochs=6), device="cuda")
     for x in (trainer.train_x, trainer.val_x, trainer.test_x):
-        assert x.is_cuda and x.dtype == torch.float16 and x.is_contiguous(memory_format=torch.channels_last)
+        assert x.is_cuda and x.dtype == torch.bfloat16 and x.is_contiguous(memory_format=torch.channels_last)
     assert trainer.amp and trainer.memory_format == torch.channels_last
     r = trainer.train("16-M-32-M", seed=0, evaluate_test=True)
     assert r.failure is None and r.epochs == 6
     assert r.fitness > 0.5 and not r.at_chance and r.test_accuracy > 0.5  # chance is 0.1
-    # The fp16 batches reach the conv in channels-last and autocast runs the conv in bf16.
-    assert seen and all(s == (torch.float16, torch.bfloat16, True, True) for s in seen)
+    # The bf16 batches reach the conv in channels-last and autocast runs the conv in bf16.
+    assert seen and all(s == (torch.bfloat16, torch.bfloat16, True, True) for s in seen)
+
+
+@needs_cuda
+def test_cuda_training_without_amp_is_fp32_throughout(digits3):
+    # amp off used to fail every training: fp16 resident data into an fp32 model without autocast
+    trainer = Trainer(digits3, make_settings("fast", max_epochs=2, amp=False, deterministic=True), device="cuda")
+    assert trainer.train_x.dtype == torch.float32 and not trainer.amp
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    first, again = trainer.train("16-M-32-M", seed=0), trainer.train("16-M-32-M", seed=0)
+    assert first.failure is None and first.history == again.history  # deterministic cuDNN: redone alike
 
 
 def oom_probe_data(images: int) -> DataSplits:

@@ -200,3 +200,25 @@ def test_a_run_of_version_0_2_is_read_and_resumed_exactly(tmp_path, score):
         assert search.store.schema_version == SCHEMA_VERSION
         search.run()
     assert history(tmp_path / "old") == history(tmp_path / "whole")
+
+
+def test_a_resume_on_another_kind_of_device_says_so_in_one_line(tmp_path):
+    import sqlite3
+
+    from alife_nas.search import device_change
+    from alife_nas.store import DB_NAME
+    from tests.conftest import fake_score, run_search
+
+    assert device_change(["cpu"], "cpu") is None and device_change([], "cuda:0") is None
+    assert device_change(["cuda:0", "cuda:1"], "cuda:0") is None  # the same kind: bf16 on both
+    run_search(tmp_path / "r", lattice=2, steps=1, device="cpu")
+    with Search.open(tmp_path / "r", score=fake_score, steps=2) as search:
+        assert search.device_note is None
+    conn = sqlite3.connect(tmp_path / "r" / DB_NAME)
+    with conn:  # as if the run had trained on a GPU so far
+        conn.execute("UPDATE evaluations SET device = 'cuda:0'")
+    conn.close()
+    with Search.open(tmp_path / "r", score=fake_score, steps=3) as search:
+        note = search.device_note
+        assert note.startswith("note: this run trained on cuda:0 so far and goes on on cpu") and "\n" not in note
+        assert note in [e["message"] for e in search.store.events()]

@@ -226,3 +226,27 @@ def test_result_to_dict_has_every_field():
     assert set(r.to_dict()) >= {"genome", "fitness", "val_accuracy", "test_accuracy", "best_epoch", "epochs", "train_time",
                                 "images_per_sec", "params", "flops", "effective_layers", "failure", "failure_kind", "at_chance"}
     assert not math.isnan(r.to_dict()["fitness"])
+
+
+def test_the_resident_dtype_follows_amp_and_cannot_overflow():
+    # bf16 only where bf16 autocast runs (CUDA with amp): a model without autocast gets fp32 input
+    assert training.resident_dtype("cuda", True) == torch.bfloat16
+    assert training.resident_dtype("cuda", False) == torch.float32
+    assert training.resident_dtype("cpu", True) == training.resident_dtype("cpu", False) == torch.float32
+    # a near-constant channel standardised by the 1e-3 std floor: 255 / 1e-3 overflows fp16, not bf16
+    x = torch.full((1, 1, 2, 2), 255.0)
+    assert not torch.isfinite((x / 1e-3).to(torch.float16)).all()
+    assert torch.isfinite((x / 1e-3).to(torch.bfloat16)).all()
+
+
+def test_bf16_resident_data_with_bf16_autocast_trains_on_cpu(digits, monkeypatch):
+    """The CUDA amp path (bf16 resident data, bf16 autocast), exercised on CPU where torch allows it."""
+    monkeypatch.setattr(training, "resident_dtype", lambda device_type, amp: torch.bfloat16 if amp else torch.float32)
+    trainer = Trainer(digits, make_settings("fast", max_epochs=2, aug_rotation=5.0))
+    assert trainer.train_x.dtype == torch.bfloat16
+    trainer.amp = True  # CPU autocast in bf16, as CUDA's
+    result = trainer.train("16-M", seed=0)
+    assert result.failure is None and result.fitness > 0.5
+    trainer.settings = make_settings("fast", max_epochs=2, amp=False)  # amp off: the data is redone in fp32
+    assert trainer.train_x.dtype == torch.float32 and not trainer.amp
+    assert trainer.train("16-M", seed=0).failure is None

@@ -557,6 +557,8 @@ def resume(run_dir: str, download: bool, **options: Any) -> None:
         return
     if search.changes:
         click.echo(f"changed on resume: {'; '.join(search.changes)}")
+    if search.device_note:
+        click.echo(search.device_note)
     click.echo(f"resuming {run_dir} at step {search.steps_done} ({search.trainings} trainings so far)")
     _drive(search, run_dir)
 

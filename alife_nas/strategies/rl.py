@@ -3,8 +3,11 @@
 The controller is a one-layer LSTM that emits a genome token by token: a filter count from the
 set, a max-pool ``M`` or END. Each emitted token is the next step's input. The first layer is a
 conv (no pool straight on the input, no empty genome), and a genome stops at END or at
-``controller_max_layers`` layers. One strategy step samples ``controller_batch`` (m) genomes,
-scores them (the reward is the validation accuracy) and takes one REINFORCE step:
+``controller_max_layers`` layers (END, so the controller choosing the depth, is ours: the paper
+writes a fixed number of layers and raises it on a schedule). One strategy step samples
+``controller_batch`` (m) genomes, scores them (the reward R is the fitness the evaluator gives,
+the best epoch's validation accuracy; with ``reward="cubed"`` its cube, as the paper cubes its
+reward) and takes one REINFORCE step:
 
     grad J = 1/m * sum_k sum_t grad log P(a_t | a_<t) * (R_k - b)
 
@@ -39,6 +42,20 @@ WINDOW = 20
 #: Initial weights are uniform in [-INIT_SCALE, INIT_SCALE], as in the paper.
 INIT_SCALE = 0.08
 
+#: What the controller is rewarded with (:func:`reward_of`): ``best``, the fitness itself (today's
+#: default), or ``cubed``, the fitness cubed (NAS-RL cubes the maximum validation accuracy of the
+#: last 5 epochs; here the cube of the fitness the evaluator gives, docs/baselines.md).
+REWARDS: tuple[str, ...] = ("best", "cubed")
+
+
+def reward_of(fitness: float, rule: str = "best") -> float:
+    """The controller's reward for a genome of this fitness under ``rule`` (see :data:`REWARDS`)."""
+    if rule == "best":
+        return float(fitness)
+    if rule == "cubed":
+        return float(fitness) ** 3
+    raise ValueError(f"reward must be one of {', '.join(REWARDS)}, got {rule!r}")
+
 
 @dataclass(frozen=True)
 class ControllerOptions:
@@ -51,6 +68,9 @@ class ControllerOptions:
     controller_lr: float = option(0.01, "The controller's Adam learning rate.", low=0.0, high=10.0, low_open=True)
     baseline_decay: float = option(0.95, "Decay of the reward baseline's moving average.", low=0.0, high=1.0)
     controller_max_layers: int = option(12, "Longest genome the controller writes.", low=1, high=1000)
+    reward: str = option("best", "The controller's reward R: best (the fitness a genome gets, its best epoch's "
+                                 "validation accuracy) or cubed (that fitness cubed, as NAS-RL cubes its reward).",
+                         choices=REWARDS)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -239,15 +259,20 @@ class NasRL:
         sequences = [self.controller.sample(rng) for _ in range(self.options.controller_batch)]
         genomes = [self.controller.genome(tokens) for tokens in sequences]
         log_probs = [self.controller.log_prob(tokens) for tokens in sequences]
-        rewards = [float(f) for f in evaluate(step, [EvalRequest(g, k, "controller") for k, g in enumerate(genomes)])]
+        fitness = [float(f) for f in evaluate(step, [EvalRequest(g, k, "controller") for k, g in enumerate(genomes)])]
+        rewards = [reward_of(f, self.options.reward) for f in fitness]
         update = self.reinforce(sequences, rewards)
-        for genome, reward in zip(genomes, rewards):
-            if self.best_genome is None or reward > self.best_fitness:
-                self.best_genome, self.best_fitness = str(genome), reward
-        self.recent = (self.recent + rewards)[-WINDOW:]
-        return {"step": step, "outcome": "init" if step == 0 else "update", "max_c": max(rewards), **update,
-                "candidates": [{"operator": "controller", "genome": str(g), "fitness": r, "log_prob": lp}
-                               for g, r, lp in zip(genomes, rewards, log_probs)]}
+        for genome, value in zip(genomes, fitness):  # the best genome by fitness, whatever the reward
+            if self.best_genome is None or value > self.best_fitness:
+                self.best_genome, self.best_fitness = str(genome), value
+        self.recent = (self.recent + fitness)[-WINDOW:]
+        candidates = [{"operator": "controller", "genome": str(g), "fitness": f, "log_prob": lp}
+                      for g, f, lp in zip(genomes, fitness, log_probs)]
+        if self.options.reward != "best":  # the reward differs from the fitness: kept with it
+            for candidate, reward in zip(candidates, rewards):
+                candidate["reward"] = reward
+        return {"step": step, "outcome": "init" if step == 0 else "update", "max_c": max(fitness), **update,
+                "candidates": candidates}
 
     def initialize(self, rng: np.random.Generator, evaluate: Evaluator) -> dict:
         opts = self.options

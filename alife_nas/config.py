@@ -144,9 +144,15 @@ class FitnessConfig:
     reevaluate: int = option(1, "Trainings a genome gets (fresh seeds) before a strategy relies on it, when it "
                              "would become the best or enter the lattice/population; the strategy gets their mean. "
                              "1 = trust one training.", low=1, high=1000)
+    prune: str = option("none", "Stop trainings that cannot win: median = a training below the median of the "
+                        "finished trainings at the same epoch stops (docs/method.md, Pruning); none = the seed's "
+                        "protocol, every training in full.", choices=("none", "median"))
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.prune != "none" and self.reevaluate > 1:
+            raise ConfigError(f"prune {self.prune} and reevaluate {self.reevaluate} cannot be combined yet: "
+                              "choose one")
 
 
 @dataclass(frozen=True)

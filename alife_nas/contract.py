@@ -21,6 +21,8 @@ import numpy as np
 from alife_nas.genome import Genome
 
 __all__ = [
+    "Pruned",
+    "PRUNED",
     "EvalRequest",
     "Evaluator",
     "SampleEvaluator",
@@ -167,6 +169,21 @@ def check_strategy(name: str, cls: Any) -> None:
     if missing:
         raise TypeError(f"{cls.__name__} lacks {', '.join(missing)}")
     options()  # every option needs a default (a search starts from them); raises for a bad one
+
+
+#: The failure kind of a training stopped early by ``--prune`` (docs/method.md, "Pruning").
+PRUNED = "pruned"
+
+
+class Pruned(Exception):
+    """Raised from a training's epoch callback to stop it: its validation accuracy at ``epoch``
+    is below what the finished trainings reached there. The training is recorded with kind
+    ``pruned`` (its epochs, curve and best so far kept) and scores 0 for the strategy."""
+
+    def __init__(self, epoch: int, value: float, threshold: float) -> None:
+        super().__init__(f"pruned at epoch {epoch}: validation {value:.4f} below the median {threshold:.4f} "
+                         f"of the finished trainings there")
+        self.epoch, self.value, self.threshold = epoch, value, threshold
 
 
 def would_enter(strategy: object, request: EvalRequest, fitness: float) -> bool:

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from alife_nas.contract import EvalRequest, mean_fitness
+from alife_nas.contract import PRUNED, EvalRequest, mean_fitness
 from alife_nas.executors import Executor, ProgressFn, Task
 from alife_nas.genome import Genome
 from alife_nas.store import Evaluation, RunStore
@@ -60,6 +60,14 @@ def _check_sample(sample: object) -> int:
     return sample
 
 
+#: ``--prune median`` leaves a training alone in the first quarter of its epochs (early curves
+#: cross: a slow starter is often a late winner) ...
+PRUNE_WARMUP = 0.25
+#: ... and at an epoch fewer than this many finished trainings reached (a median of 1 or 2 says
+#: little; the first trainings of a run are never stopped).
+PRUNE_MIN_TRAININGS = 5
+
+
 def cache_key(settings_digest: str, genome: Genome | str) -> str:
     return f"{settings_digest}:{genome}"
 
@@ -80,8 +88,11 @@ class CachedEvaluator:
     """
 
     def __init__(self, store: RunStore, executor: Executor, run_seed: int, device: str = "cpu",
-                 on_result: ResultCallback | None = None, on_progress: ProgressFn | None = None) -> None:
+                 on_result: ResultCallback | None = None, on_progress: ProgressFn | None = None,
+                 prune: str = "none") -> None:
         self.store = store
+        self.prune = prune
+        self._thresholds: tuple[int, tuple[float, ...]] | None = None  # (step, stop_below) of the step
         self.executor = executor
         self.run_seed = run_seed
         self.device = device
@@ -102,13 +113,13 @@ class CachedEvaluator:
         first: dict[tuple[str, int], int] = {}  # (cache key, sample) -> index (in requests) of the one that trains it
         to_train: list[Task] = []
         for i, (request, slot) in enumerate(zip(requests, slots)):
-            stored = self._lookup(*slot)
+            stored = self._lookup(*slot, step)
             if stored is not None:
                 found[i] = stored
             elif slot not in first:
                 first[slot] = i
                 seed = sample_seed(self.run_seed, step, request.index, request.sample)
-                to_train.append(Task(i, str(request.genome), seed))
+                to_train.append(Task(i, str(request.genome), seed, self._stop_below(step, request)))
         for task, result in self.executor.run(to_train, self.on_progress):
             request = requests[task.index]
             device = result.pop("device", None) or self.device
@@ -134,9 +145,33 @@ class CachedEvaluator:
             fitness.append(ev.fitness)
         return fitness
 
-    def _lookup(self, key: str, sample: int) -> Evaluation | None:
-        """The stored training for this slot: the cache (sample 0) or a further sample."""
-        return self.store.lookup(key) if _check_sample(sample) == 0 else self.store.lookup_sample(key, sample)
+    def _lookup(self, key: str, sample: int, step: int) -> Evaluation | None:
+        """The stored training for this slot: the cache (sample 0) or a further sample. A pruned
+        training from an earlier step is no answer (the genome is trained again, and may go
+        further this time); one made in this step is (a replay after a restart, or the same genome
+        twice in the batch, as an uninterrupted step would have it)."""
+        if _check_sample(sample) != 0:
+            return self.store.lookup_sample(key, sample)
+        stored = self.store.lookup(key)
+        if stored is not None and stored.failure_kind == PRUNED and stored.step != step:
+            return None
+        return stored
+
+    def _stop_below(self, step: int, request: EvalRequest) -> tuple[float, ...]:
+        """``--prune median``: per epoch, the median of the finished trainings before this step
+        (``()`` = train in full). Never for trainings that take a cell or a population place as
+        they are (the initialisation, the lattice's mutants), never for a further sample, and
+        not before an epoch that ``PRUNE_MIN_TRAININGS`` finished trainings reached, nor in the
+        first ``PRUNE_WARMUP`` of a training's epochs."""
+        if self.prune != "median" or request.sample != 0 or request.operator in ("init", "mutant"):
+            return ()
+        if self._thresholds is None or self._thresholds[0] != step:
+            medians = self.store.epoch_medians(before_step=step)
+            warmup = max(1, math.ceil(PRUNE_WARMUP * len(medians)))
+            stop = tuple(m if n >= PRUNE_MIN_TRAININGS and e >= warmup else -math.inf
+                         for e, (m, n) in enumerate(medians, start=1))
+            self._thresholds = (step, stop if any(v > -math.inf for v in stop) else ())
+        return self._thresholds[1]
 
     def _count_stored(self, step: int, request: EvalRequest, ev: Evaluation) -> None:
         """A request answered from the store: a replay of this very training, or a cache hit."""

@@ -73,7 +73,7 @@ class Search:
         self.device_note: str | None = None  # set by open when the run goes on on another kind of device
         self.executor = make_executor(config, score, data)
         self.strategy = STRATEGIES[config.strategy](config.method)
-        self.evaluator = CachedEvaluator(store, self.executor, config.seed, config.device)
+        self.evaluator = CachedEvaluator(store, self.executor, config.seed, config.device, prune=config.fitness.prune)
         #: What the strategy scores through: the cache itself, or with --reevaluate K > 1 the
         #: re-training gate over it (K = 1 leaves the seed's protocol untouched).
         self.evaluate: Evaluator = self.evaluator

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import sqlite3
+import statistics
 
 try:
     import fcntl
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from alife_nas.config import ConfigError, SearchConfig
-from alife_nas.contract import FitnessStats
+from alife_nas.contract import PRUNED, FitnessStats
 from alife_nas.genome import one_line
 
 __all__ = ["RunStore", "RunStoreError", "Evaluation", "StepRow", "DB_NAME", "SCHEMA_VERSION", "TOOL_NAME",
@@ -522,7 +523,11 @@ class RunStore:
         return None if row is None else _eval_row(row)
 
     def add_evaluation(self, cache_key: str, ev: Evaluation) -> Evaluation:
-        """Commit one finished training at once; returns it with its training order and time."""
+        """Commit one finished training at once; returns it with its training order and time.
+
+        A training of a genome whose stored one was pruned (``--prune``) takes its cache key: the
+        pruned row stays, as a training with its cost, under ``KEY#pruned-ID``, which no lookup
+        finds, so the cache never serves a pruned training as a full one."""
         ev = Evaluation(**{**asdict(ev), "order": 0, "created_at": _now()})
         values = {name: getattr(ev, name) for name in _EVAL_FIELDS[1:]}
         values["at_chance"] = int(bool(ev.at_chance))
@@ -531,11 +536,27 @@ class RunStore:
         values["history"] = json.dumps(list(ev.history))
         columns = ", ".join(_COLUMN.get(name, name) for name in values)
         with self._write():
+            self._conn.execute("UPDATE evaluations SET cache_key = cache_key || '#pruned-' || id "
+                               "WHERE cache_key = ? AND failure_kind = ?", (cache_key, PRUNED))
             cur = self._conn.execute(
                 f"INSERT INTO evaluations (cache_key, {columns}) VALUES (?, {', '.join('?' * len(values))})",
                 (cache_key, *values.values()),
             )
         return Evaluation(**{**asdict(ev), "order": int(cur.lastrowid)})
+
+    def epoch_medians(self, before_step: int) -> list[tuple[float, int]]:
+        """Per epoch e (index e - 1): the median validation accuracy of the finished (not failed,
+        not pruned) first trainings stored before ``before_step`` that reached e, and how many
+        did. What ``--prune median`` compares a training with; the same before a step and after a
+        kill in it, so a replayed step prunes alike."""
+        by_epoch: list[list[float]] = []
+        for (history,) in self._conn.execute(
+                "SELECT history FROM evaluations WHERE failure IS NULL AND step < ?", (int(before_step),)):
+            for e, value in enumerate(json.loads(history or "[]")):
+                if e == len(by_epoch):
+                    by_epoch.append([])
+                by_epoch[e].append(float(value))
+        return [(statistics.median(values), len(values)) for values in by_epoch]
 
     def evaluations(self) -> list[Evaluation]:
         """Every training made, in training order."""

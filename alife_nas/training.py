@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from alife_nas.config import ConfigError, check_device
+from alife_nas.contract import PRUNED, Pruned
 from alife_nas.data import DataSplits
 from alife_nas.genome import Genome, one_line, parse_genome
 from alife_nas.model import ModelInfo, build_model, check_caps, describe_genome
@@ -49,7 +50,7 @@ __all__ = [
     "resident_dtype",
 ]
 
-FAILURE_KINDS = ("too_large", "oom", "nonfinite", "error")
+FAILURE_KINDS = ("too_large", "oom", "nonfinite", "error", PRUNED)
 # Data sets whose images mean the same mirrored; flips stay off for digits, letters, house numbers.
 _FLIP_AUTO = ("cifar10", "cifar100", "imagefolder")
 
@@ -426,6 +427,8 @@ def _schedule(s: TrainSettings, total_steps: int) -> Callable[[int], float]:
 def _classify(exc: BaseException) -> tuple[str, str]:
     """(failure_kind, one-line reason) for an exception raised inside a training."""
     text = one_line(exc, None)
+    if isinstance(exc, Pruned):
+        return PRUNED, text
     if isinstance(exc, _NonFinite):
         return "nonfinite", text
     oom_types = (MemoryError,) + ((torch.cuda.OutOfMemoryError,) if hasattr(torch.cuda, "OutOfMemoryError") else ())

@@ -6,6 +6,10 @@ Every comparison runs side by side in this one process and prints a ratio.
     python experiments/bench_parallel.py --device cuda        # GPU: serial vs 2, 4, 8 trainings on one GPU
     python experiments/bench_parallel.py --masters 3          # + a K-master search vs K = 1, equal trainings
     python experiments/bench_parallel.py --ray-overhead       # + per-training overhead: Ray vs local workers
+    python experiments/bench_parallel.py --device cuda --dataset cifar10 --data-dir data   # on CIFAR-10's files
+
+The trainings are on digits (8x8, the default) or on any data set the package loads (``--dataset
+cifar10 --data-dir DIR``: CIFAR-10's own files or the look-alike experiments/gpu_check.py writes).
 
 "serial" is the default executor (torch's own thread count); "workers N" is N worker processes
 (on CPU the cores split between them). Worker start-up (spawn, import torch, load the data set)
@@ -131,6 +135,8 @@ def _free_score(genome, seed):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dataset", default="digits", help="digits, or a data set whose files are in --data-dir (cifar10, ...)")
+    parser.add_argument("--data-dir", default="data", help="where --dataset's files are (never downloaded here)")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=2, help="how many times the 8 narrow genomes are trained")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved measurements (median reported)")
@@ -141,8 +147,10 @@ def main() -> None:
     parser.add_argument("--ray-overhead", action="store_true")
     args = parser.parse_args()
     counts = [int(v) for v in (args.workers or ("2" if args.device == "cpu" else "2,4,8")).split(",")]
-    config = SearchConfig.from_options(max_epochs=args.epochs, device=args.device, filters=[16, 32, 64])
-    print(f"cores {os.cpu_count()}, device {args.device}, digits, fast preset, {args.epochs} epochs per training")
+    config = SearchConfig.from_options(max_epochs=args.epochs, device=args.device, filters=[16, 32, 64],
+                                       dataset=args.dataset, data_dir=args.data_dir)
+    print(f"cores {os.cpu_count()}, device {args.device}, {args.dataset}, fast preset, {args.epochs} epochs per training",
+          flush=True)
     serial_vs_workers(config, tasks(NARROW, args.repeat), counts, args.device, args.rounds)
     if args.masters:
         masters_search(config.with_options(max_epochs=2), args.masters, max(counts), args.budget)

@@ -2,48 +2,63 @@
 
     python experiments/gpu_check.py              # on a machine with a CUDA GPU
     python experiments/gpu_check.py --quick      # shorter benchmarks and a 6-step search
-    python experiments/gpu_check.py --cpu-smoke  # the same parts on the CPU with tiny sizes (1-2 min)
-    python experiments/gpu_check.py --parts tests,search --keep   # a subset; keep data and run dir
+    python experiments/gpu_check.py --cpu-smoke  # the same parts on the CPU with tiny sizes (~3 min on 2 cores)
+    python experiments/gpu_check.py --parts tests,search --keep   # a subset; keep data and run dirs
 
-The full sizes aim at about 10 minutes on one GPU and --quick at a few, estimates from the
+The full sizes aim at about 10-15 minutes on one GPU and --quick at a few, estimates from the
 CPU timings that are not measured on a GPU yet; every part is killed after its time limit.
 
-Parts, each run in its own subprocess so one failure (or a wedged GPU) cannot stop the rest:
+The data are a generated CIFAR-10 look-alike written in the real on-disk format (pickled
+batches, each class a coloured stripe pattern under noise, so a network can learn it) and read
+through the package's real loader: CIFAR-sized for the benchmarks (50,000 training images at
+full size, 25,000 with --quick: 40,000 / 20,000 after the validation carve), smaller for the
+runs. Parts, each run in its own subprocess so one failure (or a wedged GPU) cannot stop the rest:
 
 * tests:    ``pytest tests/test_cuda.py``: passed / failed / skipped (on a GPU nothing may skip);
-* trainer:  ``experiments/bench_trainer.py --device cuda``: our trainer against a DataLoader loop;
-* parallel: ``experiments/bench_parallel.py --device cuda --masters 3 --budget 60``: speed-ups;
-* search:   a generated CIFAR-10 look-alike written in the real on-disk format (pickled batches,
-            with each class a coloured stripe pattern under noise, so a network can learn it)
-            and ``alife-nas evolve --dataset cifar10 ... --no-download`` on it, then
-            ``alife-nas status --json`` for its trainings and best fitness.
+* trainer:  ``experiments/bench_trainer.py --device cuda --dataset cifar10 --deterministic-cost``:
+            our trainer against a DataLoader loop (start-up outside the timed runs), and ours with
+            deterministic cuDNN against autotuned cuDNN;
+* parallel: ``experiments/bench_parallel.py --device cuda --dataset cifar10 --workers 2,4,8
+            --masters 3``: serial vs 2/4/8 trainings at once on the GPU, K masters vs one; and
+            whether CUDA MPS is running (detected, never started or stopped);
+* search:   ``alife-nas evolve --dataset cifar10 ... --no-download`` on the generated files, then
+            ``alife-nas status --json`` for its trainings and best fitness;
+* resume:   the same kind of run with ``--deterministic`` twice: once uninterrupted, once
+            SIGKILLed after a few committed trainings (the run's database polled read-only) and
+            ``alife-nas resume``d to the end; the two histories (trainings' genomes, fitness and
+            curves, step records, final lattice; not times) must be identical.
 
-The output of every part is streamed as it runs; at the end the lines each part is judged by
-and one summary table are printed. Exit code 0 when every part passed, 1 when any failed,
-2 when there is no CUDA GPU (without ``--cpu-smoke``).
+The output of every part is streamed as it runs; at the end come the lines each part is judged
+by, one summary table, and the same numbers as a Markdown table for docs/training.md ("On a GPU
+machine"). Exit code 0 when every part passed, 1 when any failed, 2 when there is no CUDA GPU
+(without ``--cpu-smoke``).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pickle
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the resume part reads run databases with the package's own store
+    sys.path.insert(0, str(ROOT))
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 # Per-class RGB tint (units of TINT_STEP) painted on stripes: ten distinct colours, so the
 # class survives flips and shifts (the cifar10 augmentation) and a small CNN learns it quickly.
@@ -68,61 +83,89 @@ class Profile:
     max_epochs: int
     search_args: tuple[str, ...] = ()
     timeout_s: int = 1800  # per part: a hung part is killed, the others still run
+    # the benchmarks' CIFAR-sized data: 5 training batches of bench_per_batch, a test batch of bench_test
+    bench_per_batch: int = 10_000
+    bench_test: int = 10_000
+    # the kill/resume part: a run of this size on the search's data, SIGKILLed once the run's database
+    # holds each count of trainings in kill_at (then resumed), compared with the same run uninterrupted
+    resume_lattice: int = 3
+    resume_steps: int = 4
+    resume_epochs: int = 2
+    kill_at: tuple[int, ...] = (4, 12)
+    resume_args: tuple[str, ...] = ()
 
 
 PROFILES = {
     "full": Profile(
         "full", "cuda",
         trainer_args=("--epochs", "3", "--repeats", "2"),
-        parallel_args=("--masters", "3", "--budget", "60"),
+        parallel_args=("--masters", "3", "--budget", "60", "--workers", "2,4,8", "--epochs", "2"),
         per_batch=1000, test_images=1000, lattice=5, steps=20, max_epochs=3,
     ),
     "quick": Profile(
         "quick", "cuda",
         trainer_args=("--epochs", "2", "--repeats", "1", "--genomes", "16-M-32-M"),
-        parallel_args=("--masters", "3", "--budget", "30", "--workers", "2,4", "--epochs", "2"),
+        parallel_args=("--masters", "3", "--budget", "30", "--workers", "2,4,8", "--epochs", "1", "--rounds", "2"),
         per_batch=1000, test_images=1000, lattice=5, steps=6, max_epochs=2, timeout_s=900,
+        bench_per_batch=5_000, bench_test=2_000, resume_steps=3, kill_at=(6,),
     ),
     "cpu-smoke": Profile(
         "cpu-smoke", "cpu",
-        trainer_args=("--epochs", "1", "--repeats", "1", "--genomes", "16-M-32-M", "--copies", "1"),
-        parallel_args=("--masters", "3", "--budget", "12", "--workers", "2", "--epochs", "1"),
+        trainer_args=("--epochs", "1", "--repeats", "1", "--genomes", "16-M-32-M"),
+        parallel_args=("--masters", "3", "--budget", "10", "--workers", "2", "--epochs", "1", "--rounds", "1",
+                       "--repeat", "1"),
         per_batch=40, test_images=40, lattice=3, steps=2, max_epochs=3,
         search_args=("--filters", "16,32"), timeout_s=300,
+        bench_per_batch=60, bench_test=60,
+        resume_lattice=2, resume_steps=2, resume_epochs=1, kill_at=(3, 6), resume_args=("--filters", "16,32"),
     ),
 }
-PARTS = ("tests", "trainer", "parallel", "search")
+PARTS = ("tests", "trainer", "parallel", "search", "resume")
 
 
 @dataclass
 class PartResult:
-    """One part's verdict, its key numbers (one line) and the output lines it was judged by."""
+    """One part's verdict, its key numbers (one line) and the output lines it was judged by.
+
+    ``extra`` are more rows of the summary table under the part's own, (label, numbers);
+    ``markdown`` the (measurement, result) rows this part adds to the Markdown table for the docs.
+    """
 
     name: str
     ok: bool
     numbers: str
     lines: list[str] = field(default_factory=list)
+    extra: list[tuple[str, str]] = field(default_factory=list)
+    markdown: list[tuple[str, str]] = field(default_factory=list)
 
 
 # --- running commands --------------------------------------------------------------------------
 @dataclass
 class Finished:
-    """A finished command: exit code, combined output lines, wall time, whether it was killed."""
+    """A finished command: exit code, combined output lines, wall time, whether it was killed at its
+    time limit (``timed_out``) or because ``stop_when`` said so (``stopped``)."""
 
     returncode: int
     lines: list[str]
     seconds: float
     timed_out: bool
+    stopped: bool = False
 
 
-def run_command(cmd: Sequence[str], timeout_s: float, echo: bool = True) -> Finished:
-    """Run ``cmd`` in the repository root, streaming its output (so long parts show progress) and capturing it."""
+def run_command(cmd: Sequence[str], timeout_s: float, echo: bool = True,
+                stop_when: Callable[[], bool] | None = None) -> Finished:
+    """Run ``cmd`` in the repository root, streaming its output (so long parts show progress) and capturing it.
+
+    ``stop_when``, polled every 10 ms while the command runs, SIGKILLs the command's whole process
+    group the first time it returns true (the resume part's kills).
+    """
     if echo:
         print(f"$ {' '.join(cmd)}", flush=True)
     start = time.perf_counter()
     # A session of its own: on a timeout the whole group (worker processes too) is killed.
+    # Unbuffered children: their lines arrive as they are printed, not in blocks at the end.
     proc = subprocess.Popen(list(cmd), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-                            bufsize=1, start_new_session=True)
+                            bufsize=1, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     killed = threading.Event()
 
     def kill() -> None:
@@ -134,6 +177,19 @@ def run_command(cmd: Sequence[str], timeout_s: float, echo: bool = True) -> Fini
 
     timer = threading.Timer(timeout_s, kill)
     timer.start()
+    stopped, ended = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        while not ended.is_set() and proc.poll() is None:
+            if stop_when is not None and stop_when():
+                stopped.set()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                return
+            time.sleep(0.01)
+
+    if stop_when is not None:
+        threading.Thread(target=watch, daemon=True).start()
     lines = []
     try:
         assert proc.stdout is not None
@@ -147,7 +203,8 @@ def run_command(cmd: Sequence[str], timeout_s: float, echo: bool = True) -> Fini
         raise
     finally:
         timer.cancel()
-    return Finished(proc.returncode, lines, time.perf_counter() - start, killed.is_set())
+        ended.set()
+    return Finished(proc.returncode, lines, time.perf_counter() - start, killed.is_set(), stopped.is_set())
 
 
 def check_finished(done: Finished, what: str, timeout_s: float) -> None:
@@ -212,11 +269,37 @@ def part_tests(profile: Profile, workdir: Path) -> PartResult:
     if c.failing:
         numbers += f" ({', '.join(c.failing)})"
     summary = [line for line in done.lines if re.search(r"\b(passed|failed|error)", line)]
-    return PartResult("tests", tests_ok(c, done.returncode, profile.device), numbers, summary[-1:])
+    return PartResult("tests", tests_ok(c, done.returncode, profile.device), numbers, summary[-1:],
+                      markdown=[("CUDA tests (`tests/test_cuda.py`)", numbers)])
+
+
+# --- the benchmarks' data ----------------------------------------------------------------------
+def ensure_cifar10(root: Path, per_batch: int, test_images: int) -> Path:
+    """``root`` holding the generated CIFAR-10 files, written unless a complete set is there already
+    (batches.meta is written last). Parts that share a folder share its sizes."""
+    if not (root / "cifar-10-batches-py" / "batches.meta").is_file():
+        start = time.perf_counter()
+        write_cifar10(root, per_batch, test_images)
+        print(f"wrote a CIFAR-10 look-alike: {5 * per_batch:,} training + {test_images:,} test images in "
+              f"{time.perf_counter() - start:.1f} s to {root}", flush=True)
+    return root
+
+
+def bench_data(profile: Profile, workdir: Path) -> Path:
+    """The CIFAR-sized data both benchmarks measure on (generated once per check, never timed)."""
+    return ensure_cifar10(workdir / "bench-data", profile.bench_per_batch, profile.bench_test)
+
+
+def bench_data_label(profile: Profile) -> str:
+    """The benchmarks' data in a few words for the tables (the loader keeps 80% for training)."""
+    return f"CIFAR-10 look-alike, {5 * profile.bench_per_batch:,} images"
 
 
 # --- part: trainer throughput ------------------------------------------------------------------
 _RATIO = re.compile(r"^\s*(\S+): ours\s+(\d+) img/s \| reference\s+(\d+) img/s \| ratio\s+([\d.]+)x")
+_FLOOR = re.compile(r"\| model-only floor\s+(\d+) img/s")
+_DETERMINISTIC = re.compile(r"^\s*(\S+): deterministic\s+(\d+) img/s \| autotuned\s+(\d+) img/s \| ratio\s+([\d.]+)x")
+_HEADER = re.compile(r"^device=\S+ .*?\bdata=(\S+) train=(\d+) val=(\d+)")
 
 
 def parse_ratio_lines(lines: Sequence[str]) -> list[tuple[str, int, int, float]]:
@@ -229,16 +312,104 @@ def parse_ratio_lines(lines: Sequence[str]) -> list[tuple[str, int, int, float]]
     return found
 
 
+def parse_floor_lines(lines: Sequence[str]) -> dict[str, int]:
+    """genome -> model-only floor img/s, from the same result lines."""
+    return {m.group(1): int(f.group(1)) for line in lines if (m := _RATIO.match(line)) and (f := _FLOOR.search(line))}
+
+
+def parse_deterministic_lines(lines: Sequence[str]) -> list[tuple[str, int, int, float]]:
+    """(genome, deterministic img/s, autotuned img/s, deterministic / autotuned) from bench_trainer --deterministic-cost."""
+    return [(m.group(1), int(m.group(2)), int(m.group(3)), float(m.group(4)))
+            for line in lines if (m := _DETERMINISTIC.match(line))]
+
+
+def parse_bench_header(lines: Sequence[str]) -> tuple[str, int, int] | None:
+    """(data set, training images, validation images) from bench_trainer's first line, or None."""
+    for line in lines:
+        if m := _HEADER.match(line):
+            return m.group(1), int(m.group(2)), int(m.group(3))
+    return None
+
+
+def trainer_command(profile: Profile, data_dir: Path) -> list[str]:
+    """bench_trainer.py on the generated CIFAR-10 files, with the deterministic-cuDNN comparison."""
+    return python_cmd("experiments/bench_trainer.py", "--device", profile.device, "--dataset", "cifar10",
+                      "--data-dir", str(data_dir), "--deterministic-cost", *profile.trainer_args)
+
+
 def part_trainer(profile: Profile, workdir: Path) -> PartResult:
-    """bench_trainer.py throughput: our trainer against a per-image DataLoader reference."""
-    cmd = python_cmd("experiments/bench_trainer.py", "--device", profile.device, *profile.trainer_args)
+    """bench_trainer.py throughput on CIFAR-sized data: our trainer against a per-image DataLoader
+    reference, and deterministic cuDNN against autotuning."""
+    cmd = trainer_command(profile, bench_data(profile, workdir))
     done = run_command(cmd, profile.timeout_s)
     check_finished(done, "bench_trainer.py", profile.timeout_s)
-    ratios = parse_ratio_lines(done.lines)
+    ratios, det = parse_ratio_lines(done.lines), parse_deterministic_lines(done.lines)
     if not ratios:
         raise RuntimeError("bench_trainer.py printed no ratio line")
-    numbers = "; ".join(f"{g} {r:.2f}x ({o} vs {ref} img/s)" for g, o, ref, r in ratios)
-    return PartResult("trainer", True, numbers, [line for line in done.lines if _RATIO.match(line) or line.startswith("device=")])
+    if not det:
+        raise RuntimeError("bench_trainer.py printed no deterministic line")
+    floors, header = parse_floor_lines(done.lines), parse_bench_header(done.lines)
+    data = f"{header[0]} {header[1]:,} train / {header[2]:,} val" if header else bench_data_label(profile)
+    numbers = f"{data}: " + "; ".join(f"{g} {r:.2f}x ({o} vs {ref} img/s)" for g, o, ref, r in ratios)
+    extra = [("deterministic", "; ".join(f"{g} {r:.2f}x ({d} vs {a} img/s)" for g, d, a, r in det)
+              + (" (a no-op on CPU)" if profile.device == "cpu" else ""))]
+    markdown = []
+    for g, o, ref, r in ratios:
+        floor = f"; model-only floor {floors[g]:,} img/s" if g in floors else ""
+        markdown.append((f"trainer vs DataLoader reference ({data}), `{g}`",
+                         f"ours {o:,} img/s, reference {ref:,} img/s: **{r:.2f}×**{floor}"))
+    markdown += [(f"deterministic cuDNN / autotuned (our trainer, same data), `{g}`", f"**{r:.2f}×** ({d:,} vs {a:,} img/s)")
+                 for g, d, a, r in det]
+    kept = [line for line in done.lines if _RATIO.match(line) or _DETERMINISTIC.match(line)
+            or line.startswith(("device=", "start-up"))]
+    return PartResult("trainer", True, numbers, kept, extra, markdown)
+
+
+# --- CUDA MPS ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MpsState:
+    """Whether CUDA MPS runs: True, False, or None (a control pipe but no MPS process visible)."""
+
+    running: bool | None
+    detail: str
+
+
+def mps_processes(proc_root: Path = Path("/proc")) -> list[str]:
+    """'name (pid N)' of every visible process whose program is nvidia-cuda-mps-control or -server."""
+    found = []
+    try:
+        entries = list(proc_root.iterdir())
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:  # argv[0]'s file name; comm (cut to 15 characters) for processes without a command line
+            argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0].decode(errors="replace")
+            name = os.path.basename(argv0) or (entry / "comm").read_text().strip()
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+        if name.startswith("nvidia-cuda-mps"):
+            found.append(f"{name} (pid {entry.name})")
+    return sorted(found)
+
+
+def mps_status(env: Mapping[str, str] | None = None, proc_root: Path = Path("/proc"),
+               default_pipe: Path = Path("/tmp/nvidia-mps")) -> MpsState:
+    """Whether the CUDA MPS control daemon runs, from its processes and its control pipe
+    (``$CUDA_MPS_PIPE_DIRECTORY/control``, default /tmp/nvidia-mps/control). Only looks: MPS is
+    never started or stopped here."""
+    env = os.environ if env is None else env
+    pipe = Path(env.get("CUDA_MPS_PIPE_DIRECTORY") or default_pipe)
+    control = pipe / "control"
+    has_pipe = control.exists()
+    processes = mps_processes(proc_root)
+    if processes:
+        return MpsState(True, f"running: {', '.join(processes)}; {control} {'exists' if has_pipe else 'missing'}")
+    if has_pipe:
+        return MpsState(None, f"maybe running: {control} exists, but no MPS process is visible here "
+                              "(another PID namespace, or a pipe left by a daemon that ended)")
+    return MpsState(False, f"not running (no nvidia-cuda-mps-control process, no {control})")
 
 
 # --- part: parallel speed-ups ------------------------------------------------------------------
@@ -257,9 +428,18 @@ def parse_parallel_lines(lines: Sequence[str]) -> tuple[list[tuple[int, float]],
     return workers, masters
 
 
+def parallel_command(profile: Profile, data_dir: Path) -> list[str]:
+    """bench_parallel.py on the benchmarks' CIFAR-sized files."""
+    return python_cmd("experiments/bench_parallel.py", "--device", profile.device, "--dataset", "cifar10",
+                      "--data-dir", str(data_dir), *profile.parallel_args)
+
+
 def part_parallel(profile: Profile, workdir: Path) -> PartResult:
-    """bench_parallel.py: serial vs N concurrent trainings, and a K-master search vs one master."""
-    cmd = python_cmd("experiments/bench_parallel.py", "--device", profile.device, *profile.parallel_args)
+    """bench_parallel.py: serial vs N concurrent trainings on one device, a K-master search vs one
+    master; and whether CUDA MPS is running, which changes how concurrent trainings share a GPU."""
+    mps = mps_status()
+    print(f"CUDA MPS: {mps.detail}", flush=True)
+    cmd = parallel_command(profile, bench_data(profile, workdir))
     done = run_command(cmd, profile.timeout_s)
     check_finished(done, "bench_parallel.py", profile.timeout_s)
     workers, masters = parse_parallel_lines(done.lines)
@@ -267,7 +447,14 @@ def part_parallel(profile: Profile, workdir: Path) -> PartResult:
         raise RuntimeError("bench_parallel.py printed no workers or masters speed-up line")
     numbers = "workers " + ", ".join(f"{n}: {x:.2f}x" for n, x in workers) + f"; masters {masters[0]}: {masters[1]:.2f}x"
     kept = [line for line in done.lines if re.match(r"^(round|workers|masters) ", line)]
-    return PartResult("parallel", True, numbers, kept)
+    where = "one GPU" if profile.device.startswith("cuda") else profile.device
+    markdown = [
+        (f"N trainings at once on {where} vs serial ({bench_data_label(profile)}, fast preset)",
+         ", ".join(f"{n}: **{x:.2f}×**" for n, x in workers)),
+        ("CUDA MPS during that measurement", mps.detail),
+        (f"{masters[0]} masters vs 1 at an equal number of trainings", f"{masters[1]:.2f}×"),
+    ]
+    return PartResult("parallel", True, numbers, kept, [("mps", mps.detail)], markdown)
 
 
 # --- part: a search on a generated CIFAR-10 look-alike -----------------------------------------
@@ -322,7 +509,7 @@ def search_commands(profile: Profile, workdir: Path) -> tuple[list[str], list[st
 
 def part_search(profile: Profile, workdir: Path) -> PartResult:
     """Write the generated CIFAR-10 files, evolve on them with the CLI, read the run's status."""
-    write_cifar10(workdir / "data", profile.per_batch, profile.test_images)
+    ensure_cifar10(workdir / "data", profile.per_batch, profile.test_images)
     evolve, status_cmd = search_commands(profile, workdir)
     done = run_command(evolve, profile.timeout_s)
     check_finished(done, "alife-nas evolve", profile.timeout_s)
@@ -337,7 +524,130 @@ def part_search(profile: Profile, workdir: Path) -> PartResult:
     # The data set is learnable by design: a best fitness near chance (0.1) means training is broken.
     ok = status["steps_done"] == profile.steps and status["trainings"] > 0 and fitness > 0.2
     kept = [line for line in done.lines if line.startswith(("run ", "done:"))]
-    return PartResult("search", ok, numbers, kept)
+    label = f"{profile.steps}-step search (`alife-nas evolve`, lattice {profile.lattice}) on a {5 * profile.per_batch:,}-image CIFAR-10 look-alike"
+    return PartResult("search", ok, numbers, kept, markdown=[(label, numbers)])
+
+
+# --- part: SIGKILL and resume against an uninterrupted run -------------------------------------
+# What two runs of the same command may differ in: clocks, never results.
+EVALUATION_TIMES = ("created_at", "train_time", "images_per_sec")
+STEP_TIMES = ("wall_time", "finished_at", "strategy_state", "rng_state")  # the states: only the newest is kept
+
+
+def resume_commands(profile: Profile, workdir: Path, run: Path) -> tuple[list[str], list[str]]:
+    """The evolve and resume command lines of the resume part: deterministic cuDNN, a fixed seed, no download."""
+    evolve = python_cmd("-m", "alife_nas", "evolve", "--out", str(run), "--dataset", "cifar10",
+                        "--data-dir", str(workdir / "data"), "--lattice", str(profile.resume_lattice),
+                        "--steps", str(profile.resume_steps), "--device", profile.device,
+                        "--max-epochs", str(profile.resume_epochs), "--seed", "3", "--deterministic", "--no-download",
+                        *profile.resume_args)
+    resume = python_cmd("-m", "alife_nas", "resume", str(run), "--no-download")
+    return evolve, resume
+
+
+def count_trainings(db: Path) -> int:
+    """Trainings committed to a run's database, read-only (never in the writer's way); -1 while unreadable."""
+    if not db.is_file():
+        return -1
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2)
+        try:
+            return int(conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return -1
+
+
+def run_history(run_dir: Path) -> dict:
+    """What a kill and a resume must not change: every training (genome, fitness, curve, seed, ...,
+    not its times), every step record with its lattice (the last one: the final lattice), steps done."""
+    from alife_nas.store import RunStore
+
+    with RunStore.open(run_dir, readonly=True) as store:
+        evaluations = [{k: v for k, v in e.to_dict().items() if k not in EVALUATION_TIMES} for e in store.evaluations()]
+        steps = [{k: v for k, v in asdict(row).items() if k not in STEP_TIMES} for row in store.step_rows()]
+        return {"evaluations": evaluations, "steps": steps, "steps_done": store.steps_done}
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _differing(x: Mapping, y: Mapping, prefix: str = "") -> str:
+    """The first few keys whose values differ, nested dicts followed down: 'fitness 0.41 vs 0.42'."""
+    first = ("genome", "fitness", "history", "lattice")  # the telling ones before the rest, alphabetical
+    keys = sorted((k for k in set(x) | set(y) if x.get(k) != y.get(k)), key=lambda k: (k not in first, first.index(k) if k in first else 0, str(k)))
+    parts = []
+    for k in keys[:3]:
+        u, v = x.get(k), y.get(k)
+        if isinstance(u, Mapping) and isinstance(v, Mapping):
+            parts.append(_differing(u, v, f"{prefix}{k}."))
+        else:
+            parts.append(f"{prefix}{k} {_short(u)} vs {_short(v)}")
+    return "; ".join(parts) + (f" (and {len(keys) - 3} more)" if len(keys) > 3 else "")
+
+
+def first_difference(whole: dict, resumed: dict) -> str | None:
+    """None when the two histories are identical, else where they first differ (uninterrupted value first)."""
+    a, b = whole["evaluations"], resumed["evaluations"]
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return f"training {i + 1} ({x.get('genome')}, step {x.get('step')}): {_differing(x, y)}"
+    if len(a) != len(b):
+        return f"{len(a)} trainings uninterrupted vs {len(b)} killed and resumed"
+    for x, y in zip(whole["steps"], resumed["steps"]):
+        if x != y:
+            return f"step {x.get('step')}: {_differing(x, y)}"
+    if len(whole["steps"]) != len(resumed["steps"]) or whole["steps_done"] != resumed["steps_done"]:
+        return f"{whole['steps_done']} steps uninterrupted vs {resumed['steps_done']} killed and resumed"
+    return None
+
+
+def part_resume(profile: Profile, workdir: Path) -> PartResult:
+    """The same deterministic run twice: uninterrupted, and SIGKILLed at each of ``kill_at`` committed
+    trainings then resumed to the end; their histories must be identical."""
+    from alife_nas.store import DB_NAME
+
+    ensure_cifar10(workdir / "data", profile.per_batch, profile.test_images)
+    whole, killed = workdir / "resume-whole", workdir / "resume-killed"
+    for folder in (whole, killed):
+        shutil.rmtree(folder, ignore_errors=True)
+    evolve, _ = resume_commands(profile, workdir, whole)
+    done = run_command(evolve, profile.timeout_s)
+    check_finished(done, "alife-nas evolve (uninterrupted)", profile.timeout_s)
+
+    evolve, resume = resume_commands(profile, workdir, killed)
+    db = killed / DB_NAME
+    kills: list[int] = []
+    for target in profile.kill_at:
+        cmd = resume if db.exists() else evolve
+        print(f"(SIGKILL once {target} trainings are committed)", flush=True)
+        run = run_command(cmd, profile.timeout_s, stop_when=lambda target=target: count_trainings(db) >= target)
+        if run.stopped:
+            kills.append(count_trainings(db))
+            continue
+        check_finished(run, "alife-nas before its SIGKILL", profile.timeout_s)
+        break  # the run ended before this many trainings: nothing left to kill
+    final = run_command(resume, profile.timeout_s)
+    check_finished(final, "alife-nas resume", profile.timeout_s)
+
+    history, resumed = run_history(whole), run_history(killed)
+    diff = first_difference(history, resumed)
+    size = f"{len(history['evaluations'])} trainings, {history['steps_done']} steps"
+    how = f"SIGKILL at {', '.join(map(str, kills))} committed trainings" if kills else \
+        f"no SIGKILL landed: the run ended before {profile.kill_at[0]} trainings"
+    if diff is None:
+        numbers = f"identical ({size}; {how}; --deterministic on {profile.device})"
+    else:
+        numbers = f"DIFFERENT at {diff} ({size}; {how}; --deterministic on {profile.device})"
+    kept = [f"uninterrupted: {line}" for line in done.lines if line.startswith("done:")]
+    kept += [f"killed and resumed: {line}" for line in final.lines if line.startswith("done:")]
+    label = f"SIGKILL + `alife-nas resume` vs the uninterrupted run, `--deterministic` on {profile.device}"
+    result = "identical" if diff is None else f"first difference: {diff}"
+    markdown = [(label, f"{result} ({size}; {how})")]
+    return PartResult("resume", diff is None and bool(kills), numbers, kept, markdown=markdown)
 
 
 # --- the report --------------------------------------------------------------------------------
@@ -369,11 +679,32 @@ def device_row(profile: Profile) -> PartResult:
 
 
 def format_table(results: Sequence[PartResult]) -> str:
-    """The summary: one row per part with ok/FAILED and its key numbers."""
-    width = max(len(r.name) for r in results)
+    """The summary: one row per part with ok/FAILED and its key numbers, and its extra measurements under it."""
+    width = max([len(r.name) for r in results] + [2 + len(label) for r in results for label, _ in r.extra])
     rows = [f"{'part':<{width}}  {'result':<6}  key numbers", f"{'-' * width}  {'-' * 6}  {'-' * 11}"]
-    rows += [f"{r.name:<{width}}  {'ok' if r.ok else 'FAILED':<6}  {r.numbers}" for r in results]
+    for r in results:
+        rows.append(f"{r.name:<{width}}  {'ok' if r.ok else 'FAILED':<6}  {r.numbers}")
+        rows += [f"{'  ' + label:<{width}}  {'':<6}  {numbers}" for label, numbers in r.extra]
     return "\n".join(rows)
+
+
+def _cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def format_markdown(results: Sequence[PartResult], profile: Profile, when: str | None = None) -> str:
+    """The measurements as a Markdown table for docs/training.md: the device first, then each part's rows
+    (a failed part: its name and why)."""
+    flag = "" if profile.name == "full" else f" --{profile.name}"
+    when = when or time.strftime("%Y-%m-%d")
+    rows = [(f"measurement (`python experiments/gpu_check.py{flag}`, {when})", "result"), ("---", "---")]
+    ordered = sorted(results, key=lambda r: r.name != "device")
+    for r in ordered:
+        if not r.ok:
+            rows.append((r.name, f"FAILED: {r.numbers}"))
+        else:
+            rows += r.markdown or [(r.name, r.numbers)]
+    return "\n".join(f"| {_cell(a)} | {_cell(b)} |" for a, b in rows)
 
 
 def print_report(results: Sequence[PartResult], profile: Profile, seconds: float) -> None:
@@ -384,7 +715,9 @@ def print_report(results: Sequence[PartResult], profile: Profile, seconds: float
             print(f"[{r.name}]")
             print("\n".join(f"  {line.strip()}" for line in r.lines))
     print()
-    print(format_table(results), flush=True)
+    print(format_table(results))
+    print("\nFor docs/training.md (\"On a GPU machine\"):\n")
+    print(format_markdown(results, profile), flush=True)
 
 
 # --- entry point -------------------------------------------------------------------------------
@@ -397,6 +730,7 @@ def cuda_available() -> bool:
 
 PART_FUNCTIONS: dict[str, Callable[[Profile, Path], PartResult]] = {
     "tests": part_tests, "trainer": part_trainer, "parallel": part_parallel, "search": part_search,
+    "resume": part_resume,
 }
 
 
@@ -406,7 +740,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="shorter benchmarks and a 6-step search")
     p.add_argument("--cpu-smoke", action="store_true", help="run every part on the CPU with tiny sizes (tests this script)")
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
-    p.add_argument("--keep", action="store_true", help="keep the generated data and the search's run directory")
+    p.add_argument("--keep", action="store_true", help="keep the generated data and the runs' directories")
     args = p.parse_args(argv)
     args.parts = [name.strip() for name in args.parts.split(",") if name.strip()]
     unknown = [name for name in args.parts if name not in PARTS]
@@ -435,7 +769,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results.append(device_row(profile))
     print_report(results, profile, time.perf_counter() - start)
     if args.keep:
-        print(f"kept: {workdir} (data/, run/)")
+        print(f"kept: {workdir} (bench-data/, data/, run/, resume-whole/, resume-killed/)")
     return 0 if all(r.ok for r in results) else 1
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from alife_nas.config import DataConfig
+from alife_nas.contract import PRUNED, Pruned
 from alife_nas.genome import Genome, one_line, parse_genome
 from alife_nas.settings import TrainSettings
 
@@ -32,11 +33,15 @@ class ExecutorError(RuntimeError):
 
 @dataclass(frozen=True)
 class Task:
-    """One training: the request's position in its batch, the genome and its seed."""
+    """One training: the request's position in its batch, the genome and its seed.
+
+    ``stop_below`` (``--prune median``): per epoch e (index e - 1), the validation accuracy a
+    training must reach there to go on; ``()`` never stops it (docs/method.md, "Pruning")."""
 
     index: int
     genome: str
     seed: int
+    stop_below: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,19 @@ class TrainingJob:
         return lambda genome, seed, on_epoch=None: trainer.train(genome, seed, on_epoch=on_epoch).to_dict()
 
 
+def _pruning(on_epoch: Callable | None, stop_below: tuple[float, ...]) -> Callable:
+    """``on_epoch`` that also raises :class:`Pruned` when epoch e's accuracy is below ``stop_below[e-1]``
+    (never at a training's last epoch: it is complete by then)."""
+
+    def check(epoch: int, max_epochs: int, value: float) -> None:
+        if on_epoch is not None:
+            on_epoch(epoch, max_epochs, value)
+        if epoch < max_epochs and epoch <= len(stop_below) and value < stop_below[epoch - 1]:
+            raise Pruned(epoch, value, stop_below[epoch - 1])
+
+    return check
+
+
 def _takes_on_epoch(score: Callable) -> bool:
     try:
         parameters = inspect.signature(score).parameters
@@ -118,8 +136,12 @@ def score_safely(scorer: Callable[..., dict], task: Task, on_epoch: Callable | N
     A KeyboardInterrupt passes: stopping is the user's call, not a failed candidate.
     """
     genome = parse_genome(task.genome)
+    if task.stop_below:
+        on_epoch = _pruning(on_epoch, task.stop_below)
     try:
         result = dict(scorer(genome, task.seed, on_epoch))
+    except Pruned as exc:  # a scorer that lets it through (the trainer records it itself)
+        result = {"fitness": 0.0, "failure": str(exc), "failure_kind": PRUNED, "epochs": exc.epoch}
     except Exception as exc:  # noqa: BLE001 - isolation is the point
         last = traceback.extract_tb(exc.__traceback__)[-1:] or None
         where = f" at {last[0].filename}:{last[0].lineno}" if last else ""

@@ -191,7 +191,7 @@ def test_invariants_of_a_batch(tmp_path_factory, batch, k, salt):
 def test_config_option_round_trips_and_is_result_changing_but_not_a_cache_setting(tmp_path):
     config = SearchConfig.from_options(reevaluate=2, strategy="regularized")
     assert config.fitness.reevaluate == 2 and config.options()["reevaluate"] == 2
-    assert SearchConfig.from_dict(config.to_dict()) == config and config.to_dict()["fitness"] == {"reevaluate": 2}
+    assert SearchConfig.from_dict(config.to_dict()) == config and config.to_dict()["fitness"] == {"reevaluate": 2, "prune": "none"}
     assert config.cache_settings() == SearchConfig(strategy="regularized").cache_settings()
     old = config.to_dict()
     del old["fitness"]  # stored before the section existed

@@ -112,6 +112,8 @@ class Search:
         feasibility = None
         if data is not None:
             info = {"input_shape": list(data.input_shape), "num_classes": int(data.num_classes), "classes": data.classes}
+            if callable(getattr(data, "sizes", None)):
+                info["sizes"] = data.sizes()  # train/val/test images: what a training's cost counts
             train_images = len(data.train_y) if hasattr(data, "train_y") else None
             feasibility = check_initial_population(config, data.input_shape, int(data.num_classes), train_images)
             if feasibility.too_much and not force:
@@ -318,13 +320,25 @@ def device_change(trained_on: list[str | None], device: str) -> str | None:
             f"{device}: trainings on the two can give different fitness for the same genome and seed")
 
 
+def train_flops(flop_epochs: int, dataset_info: dict | None) -> int | None:
+    """Training compute of a run: forward FLOPs x training images x 3 (forward and backward),
+    summed over its trainings' epochs; None for a run stored without its split sizes."""
+    try:
+        images = int(dataset_info["sizes"]["train"])  # type: ignore[index]
+    except (TypeError, KeyError, ValueError):
+        return None
+    return 3 * int(flop_epochs) * images
+
+
 def read_status(store: RunStore) -> dict[str, Any]:
     """Where a stored run stands, as one JSON-safe dict (``alife-nas status --json``).
 
     Keys: run_dir, config (the stored config, nested, option names as everywhere), strategy,
     dataset, seed, steps, budget, reevaluate, preset, head, batchnorm (the network beyond its
     genome), initialized, init_trainings (the genomes the
-    initialisation trains), steps_done, trainings, cache_hits, failures, failures_by_kind (kind ->
+    initialisation trains), steps_done, trainings, cache_hits, failures, train_flops (the training
+    compute: forward FLOPs x training images x 3 per epoch, summed; None for runs stored without
+    their split sizes), failures_by_kind (kind ->
     count, an example reason and genome), epochs, train_seconds,
     devices, lattice (L×L of {genome, fitness}, or None), best and best_in_lattice. ``best`` is
     the best genome by :func:`~alife_nas.store.rank_key` (failures left out; None before a
@@ -381,6 +395,7 @@ def read_status(store: RunStore) -> dict[str, Any]:
         "failures": totals["failures"],
         "failures_by_kind": store.failures_by_kind(),
         "epochs": totals["epochs"],
+        "train_flops": train_flops(totals["flop_epochs"], store.dataset_info),
         "train_seconds": round(totals["train_seconds"], 3),
         "devices": totals["devices"],
         "lattice": lattice,

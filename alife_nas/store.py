@@ -744,7 +744,8 @@ class RunStore:
         return int(self._conn.execute("SELECT COALESCE(SUM(cache_hits), 0) FROM steps").fetchone()[0])
 
     def totals(self) -> dict:
-        """Counters for ``status``: trainings, failures, epochs and time spent training.
+        """Counters for ``status``: trainings, failures, epochs, time spent training, and
+        ``flop_epochs`` (each training's forward FLOPs per image times its epochs, summed).
 
         Every count includes the further samples of genomes (``samples``: how many of the
         trainings they are), so ``trainings`` is what a training budget counts.
@@ -759,8 +760,14 @@ class RunStore:
             ).fetchone()
             n, failures, epochs, seconds = (a + b for a, b in zip((n, failures, epochs, seconds), counts))
             devices |= {d for (d,) in self._conn.execute(f"SELECT DISTINCT device FROM {table}")}
+        # forward FLOPs per image x epochs, summed (a further sample has its genome's FLOPs)
+        flop_epochs = self._conn.execute("SELECT COALESCE(SUM(flops * epochs), 0) FROM evaluations").fetchone()[0]
+        if self._has_samples():
+            flop_epochs += self._conn.execute(
+                "SELECT COALESCE(SUM(e.flops * s.epochs), 0) FROM samples s JOIN evaluations e "
+                "ON e.cache_key = s.cache_key").fetchone()[0]
         return {"trainings": n, "failures": failures, "epochs": epochs, "train_seconds": seconds,
-                "samples": self.count_samples(), "cache_hits": self.cache_hits, "steps_done": self.steps_done,
+                "flop_epochs": int(flop_epochs), "samples": self.count_samples(), "cache_hits": self.cache_hits, "steps_done": self.steps_done,
                 "devices": sorted(devices, key=lambda d: (d is not None, d or ""))}
 
     def failures_by_kind(self) -> dict[str, dict]:

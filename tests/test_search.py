@@ -222,3 +222,23 @@ def test_a_resume_on_another_kind_of_device_says_so_in_one_line(tmp_path):
         note = search.device_note
         assert note.startswith("note: this run trained on cuda:0 so far and goes on on cpu") and "\n" not in note
         assert note in [e["message"] for e in search.store.events()]
+
+
+def test_status_shows_the_training_compute_of_a_run(tmp_path, digits):
+    from alife_nas.search import read_status
+    from tests.conftest import make_search
+
+    with make_search(tmp_path / "r", data=digits, lattice=2, steps=2, reevaluate=2) as search:
+        search.run()
+        info = read_status(search.store)
+        evaluations = search.store.evaluations()
+        repeats = [key.partition(":")[2] for key, values in search.store.sample_fitness().items()
+                   for _ in values[1:]]  # genomes of the further samples, one entry each
+    # fake_score: 9000 forward FLOPs per layer and image, 3 epochs, every training (samples too)
+    flops = {ev.genome: ev.flops for ev in evaluations}
+    flop_epochs = sum(flops[ev.genome] * ev.epochs for ev in evaluations) + sum(3 * flops[g] for g in repeats)
+    assert repeats and info["train_flops"] == 3 * flop_epochs * digits.sizes()["train"]
+    assert info["epochs"] == 3 * info["trainings"]
+    with make_search(tmp_path / "bare", lattice=2, steps=0) as search:  # no data set: no split sizes
+        search.run()
+        assert read_status(search.store)["train_flops"] is None

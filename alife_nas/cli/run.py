@@ -581,7 +581,8 @@ def status(run_dir: str, as_json: bool) -> None:
                f"preset {info.get('preset')}{network}")
     click.echo(f"steps {info['steps_done']}{target}{budget}  trainings {info['trainings']}  cache hits {info['cache_hits']}"
                f"  failures {info['failures']}  epochs {info['epochs']}  training time {_duration(info['train_seconds'])}"
-               f" on {', '.join(d for d in info['devices'] if d) or '-'}")
+               f" on {', '.join(d for d in info['devices'] if d) or '-'}"
+               + (f"  training FLOPs {info['train_flops']:.3g}" if info.get("train_flops") else ""))
     if info["failures_by_kind"]:
         click.echo(_failures_line(info["failures"], info["failures_by_kind"]))
     if info["lattice"]:

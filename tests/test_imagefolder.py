@@ -384,7 +384,10 @@ def test_a_real_search_on_a_generated_mixed_folder(tmp_path):
     from alife_nas.store import RunStore
 
     with RunStore.open(tmp_path / "run") as store:
-        assert store.dataset_info == {"input_shape": [3, 8, 8], "num_classes": 3, "classes": ["apple", "pear", "plum"]}
+        info = store.dataset_info
+        assert {k: info[k] for k in ("input_shape", "num_classes", "classes")} == {
+            "input_shape": [3, 8, 8], "num_classes": 3, "classes": ["apple", "pear", "plum"]}
+        assert info["sizes"] == search.data.sizes()  # what a run's training compute counts
         evaluations = store.evaluations()
         assert evaluations and all(e.epochs == 1 for e in evaluations if not e.failure)
         assert store.config.data.image_size == 8

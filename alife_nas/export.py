@@ -393,11 +393,13 @@ def export_text(rows: Sequence[Mapping[str, Any]], fmt: str, *, title: str | Non
 
 
 def write_architecture(folder: str | Path, row: Mapping[str, Any], input_shape: Sequence[int], num_classes: int, *,
-                       hidden: int = 512, init: str = "glorot", head: str = "flatten", batchnorm: bool = False, note: str | None = None) -> Path:
+                       hidden: int = 512, init: str = "glorot", head: str = "flatten", batchnorm: bool = False,
+                       note: str | None = None) -> Path:
     """One exported row as an untrained standalone PyTorch file ``folder/rank_N.py``, written whole."""
     name = f"rank-{row['rank']}"
     return write_atomically(Path(folder) / pytorch_filename(name), pytorch_source(
-        row["genome"], input_shape, num_classes, name, hidden=hidden, init=init, head=head, batchnorm=batchnorm, fitness=row.get("fitness"), note=note))
+        row["genome"], input_shape, num_classes, name, hidden=hidden, init=init, head=head, batchnorm=batchnorm,
+        fitness=row.get("fitness"), note=note))
 
 
 def write_export(
@@ -429,7 +431,8 @@ def write_export(
                 seeds = len(r.get("retrain_seeds") or [0])
                 note = (f"Test accuracy when re-trained with the search's recipe (mean of {seeds} seed"
                         f"{'s' if seeds != 1 else ''}, at the best validation epoch): {float(r['test_accuracy']):.4f}.")
-            written.append(write_architecture(out, r, input_shape, num_classes, hidden=hidden, init=init, head=head, batchnorm=batchnorm, note=note))
+            written.append(write_architecture(out, r, input_shape, num_classes, hidden=hidden, init=init, head=head,
+                                              batchnorm=batchnorm, note=note))
         return written
     out.parent.mkdir(parents=True, exist_ok=True)
     return [write_atomically(out, export_text(rows, fmt, title=title))]

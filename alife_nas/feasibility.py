@@ -18,7 +18,6 @@ import numpy as np
 from alife_nas.config import SearchConfig
 from alife_nas.contract import EvalRequest
 from alife_nas.genome import Genome, shorten
-from alife_nas.shapes import check_caps, describe_genome
 from alife_nas.strategies import STRATEGIES
 
 __all__ = ["REFUSE_ABOVE", "Feasibility", "initial_genomes", "check_initial_population"]
@@ -82,13 +81,11 @@ def check_initial_population(config: SearchConfig, input_shape: Sequence[int], n
     """How many of the run's initial genomes its caps refuse on ``input_shape`` (no training);
     ``train_images``, when known, bounds the batch as the trainer does."""
     t = config.training
-    batch = t.batch_size if train_images is None else min(t.batch_size, train_images)
     shape = tuple(int(v) for v in input_shape)
     refused, example = 0, None
     genomes = initial_genomes(config)
-    for genome in genomes:
-        info = describe_genome(genome, shape, num_classes, t.hidden, t.head, t.batchnorm)
-        reason = check_caps(info, t.max_layers, t.max_params, t.max_memory, batch)
+    for genome in genomes:  # the trainer's own check, before it builds anything
+        reason = t.size_refusal(t.describe(genome, shape, num_classes), train_images)
         if reason:
             refused += 1
             example = example or (str(genome), reason)

@@ -148,7 +148,8 @@ def save_trained(folder: str | Path, name: str, result: Any, data: DataSplits, s
     written = [write_atomically(folder / py_name, source), weights]
     if onnx:
         written.append(write_onnx(folder / onnx_name[0], result.genome, data.input_shape, data.num_classes,
-                                  hidden=settings.hidden, init=settings.init, head=settings.head, batchnorm=settings.batchnorm, weights=result.weights, card=card))
+                                  hidden=settings.hidden, init=settings.init, head=settings.head,
+                                  batchnorm=settings.batchnorm, weights=result.weights, card=card))
     return written
 
 
@@ -183,7 +184,8 @@ def _onnx_metadata(card: ModelCard | None, genome: Genome, input_shape: Sequence
 
 
 def write_onnx(path: str | Path, genome: Genome | str, input_shape: Sequence[int], num_classes: int, *,
-               hidden: int = 512, init: str = "glorot", head: str = "flatten", batchnorm: bool = False, weights: Mapping[str, torch.Tensor] | None = None,
+               hidden: int = 512, init: str = "glorot", head: str = "flatten", batchnorm: bool = False,
+               weights: Mapping[str, torch.Tensor] | None = None,
                card: ModelCard | None = None) -> Path:
     """Export the genome's network to ONNX at ``path`` (written whole or not at all).
 
@@ -227,7 +229,8 @@ def write_onnx(path: str | Path, genome: Genome | str, input_shape: Sequence[int
 
 
 def export_models(rows: Sequence[Mapping[str, Any]], fmt: str, folder: str | Path, *, input_shape: Sequence[int],
-                  num_classes: int, hidden: int = 512, init: str = "glorot", head: str = "flatten", batchnorm: bool = False, retrainings: Sequence[Any] | None = None,
+                  num_classes: int, hidden: int = 512, init: str = "glorot", head: str = "flatten",
+                  batchnorm: bool = False, retrainings: Sequence[Any] | None = None,
                   data: DataSplits | None = None, settings: TrainSettings | None = None,
                   metadata: Mapping[str, Any] | None = None) -> list[Path]:
     """Write exported rows as ``fmt`` ('pytorch' or 'onnx') files into ``folder``, one per rank.
@@ -260,10 +263,12 @@ def export_models(rows: Sequence[Mapping[str, Any]], fmt: str, folder: str | Pat
             else:
                 card = model_card(best, data, settings, weights_file="", metadata=meta)
                 written.append(write_onnx(folder / model_files(name, "onnx")[0], row["genome"], input_shape,
-                                          num_classes, hidden=hidden, init=init, head=head, batchnorm=batchnorm, weights=best.weights, card=card))
+                                          num_classes, hidden=hidden, init=init, head=head, batchnorm=batchnorm,
+                                          weights=best.weights, card=card))
         elif fmt == "pytorch":
             note = "Its re-training failed: no trained weights." if retrainings is not None else None
-            written.append(write_architecture(folder, row, input_shape, num_classes, hidden=hidden, init=init, head=head, batchnorm=batchnorm,
+            written.append(write_architecture(folder, row, input_shape, num_classes, hidden=hidden, init=init,
+                                              head=head, batchnorm=batchnorm,
                                               note=note))
         else:
             written.append(write_onnx(folder / model_files(name, "onnx")[0], row["genome"], input_shape,

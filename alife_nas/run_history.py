@@ -113,12 +113,9 @@ def params_by_genome(store: Any, genomes: set[str]) -> dict[str, int | None]:
     missing = [g for g in genomes if g not in lookup]
     info = store.dataset_info
     if missing and info:  # e.g. genomes whose fitness came from the cache: what the builder would build
-        from alife_nas.shapes import describe_genome
-
-        t = store.config.training
+        training = store.config.training
         for g in missing:
-            shape = describe_genome(parse_genome(g), tuple(info["input_shape"]), int(info["num_classes"]), t.hidden,
-                                    t.head, t.batchnorm)
+            shape = training.describe(parse_genome(g), tuple(info["input_shape"]), int(info["num_classes"]))
             lookup[g] = shape.params
     return lookup
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from alife_nas.genome import shown
 from alife_nas.options import check_fields, option, specs
-from alife_nas.shapes import HEADS, INITS
+from alife_nas.genome import Genome
+from alife_nas.shapes import HEADS, INITS, ModelInfo, check_caps, describe_genome
 from alife_nas.validation import check_number
 
 __all__ = ["TrainSettings", "PRESETS", "make_settings", "stable_hash"]
@@ -115,6 +116,17 @@ class TrainSettings:
         if unknown:
             raise ValueError(f"unknown training setting(s): {', '.join(unknown)}")
         return dataclasses.replace(_STORED_DEFAULTS, **{**_BEFORE_MEMORY_CAP, **data})
+
+    def describe(self, genome: Genome, input_shape: Any, num_classes: int) -> ModelInfo:
+        """The genome's network as these settings build it (dense width, head, batch norm): its
+        layers, parameters, FLOPs and kept activations on ``input_shape``, without building it."""
+        return describe_genome(genome, input_shape, num_classes, self.hidden, self.head, self.batchnorm)
+
+    def size_refusal(self, info: ModelInfo, train_images: int | None = None) -> str | None:
+        """Why these settings' caps refuse the network (None: it may train). The memory cap counts
+        the batch a training really uses: at most ``train_images`` when that is known."""
+        batch = self.batch_size if train_images is None else min(self.batch_size, train_images)
+        return check_caps(info, self.max_layers, self.max_params, self.max_memory, batch)
 
     def fingerprint(self) -> str:
         """Short stable hash of every knob (for caches keyed on genome + settings)."""

@@ -767,7 +767,8 @@ class RunStore:
                 "SELECT COALESCE(SUM(e.flops * s.epochs), 0) FROM samples s JOIN evaluations e "
                 "ON e.cache_key = s.cache_key").fetchone()[0]
         return {"trainings": n, "failures": failures, "epochs": epochs, "train_seconds": seconds,
-                "flop_epochs": int(flop_epochs), "samples": self.count_samples(), "cache_hits": self.cache_hits, "steps_done": self.steps_done,
+                "flop_epochs": int(flop_epochs), "samples": self.count_samples(), "cache_hits": self.cache_hits,
+                "steps_done": self.steps_done,
                 "devices": sorted(devices, key=lambda d: (d is not None, d or ""))}
 
     def failures_by_kind(self) -> dict[str, dict]:

@@ -34,7 +34,7 @@ from alife_nas.config import ConfigError, check_device
 from alife_nas.contract import PRUNED, Pruned
 from alife_nas.data import DataSplits
 from alife_nas.genome import Genome, one_line, parse_genome
-from alife_nas.model import ModelInfo, build_model, check_caps, describe_genome
+from alife_nas.model import ModelInfo, build_model
 from alife_nas.shapes import evaluation_batch
 from alife_nas.settings import PRESETS, TrainSettings, make_settings
 
@@ -249,8 +249,7 @@ class Trainer:
     def describe(self, genome: Genome | str) -> ModelInfo:
         """The genome's effective layers, parameters and FLOPs on this data set."""
         genome = parse_genome(genome) if isinstance(genome, str) else genome
-        s = self.settings
-        return describe_genome(genome, self.data.input_shape, self.data.num_classes, s.hidden, s.head, s.batchnorm)
+        return self.settings.describe(genome, self.data.input_shape, self.data.num_classes)
 
     # --- public entry point ------------------------------------------------------------------
     def train(
@@ -274,9 +273,7 @@ class Trainer:
             train_time=0.0, images_per_sec=0.0, params=info.params, flops=info.flops,
             effective_layers=info.effective_layers, seed=int(seed),
         )
-        s = self.settings
-        batch = min(s.batch_size, len(self.train_y))  # the batch a training really uses
-        reason = check_caps(info, s.max_layers, s.max_params, s.max_memory, batch)
+        reason = self.settings.size_refusal(info, len(self.train_y))
         if reason:
             result.failure, result.failure_kind = reason, "too_large"
             result.train_time = time.perf_counter() - start

@@ -209,7 +209,8 @@ def export_run(run_dir: str | Path, *, top: int = TOP_K, fmt: str = "markdown", 
         try:
             result.files.extend(export_models(
                 batch, fmt, real, input_shape=input_shape, num_classes=num_classes, hidden=config.training.hidden,
-                init=config.training.init, head=config.training.head, batchnorm=config.training.batchnorm, retrainings=retrainings, data=trainer and trainer.data,
+                init=config.training.init, head=config.training.head, batchnorm=config.training.batchnorm,
+                retrainings=retrainings, data=trainer and trainer.data,
                 settings=trainer and trainer.settings, metadata=meta))
         except (OSError, ValueError, ModelExportError) as exc:
             raise WorkflowError(f"cannot write the export to {target}: {exc}") from exc

@@ -88,3 +88,24 @@ def poisoning_score(genome, seed):
     if len(genome) >= 3:
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
     return fake_score(genome, seed)
+
+
+def run_strategy(make, evaluate, seed, steps, break_at=None):
+    """A strategy run in memory: initialise, then ``steps - 1`` steps. With ``break_at`` its state
+    (through JSON, as the store keeps it) and the RNG's are taken at that step and a fresh
+    strategy from ``make()`` goes on from them, as a resume does. Returns (records, strategy)."""
+    import json
+
+    import numpy as np
+
+    strategy, rng = make(), np.random.default_rng(seed)
+    records = [strategy.initialize(rng, evaluate)]
+    for step in range(1, steps):
+        if step == break_at:
+            state, rng_state = json.loads(json.dumps(strategy.state())), rng.bit_generator.state
+            strategy = make()
+            strategy.load_state(state, None)
+            rng = np.random.default_rng(0)
+            rng.bit_generator.state = rng_state
+        records.append(strategy.step(rng, evaluate, step))
+    return records, strategy

@@ -9,7 +9,7 @@ one finishes, starts or ends an epoch, and with the clock in between:
 - one still in its first epoch needs its expected duration minus the time it has run: expected
   epochs × the seconds an epoch of its genome is expected to take, from a least-squares line
   ``a + b × FLOPs`` through the finished trainings' seconds per epoch (the FLOPs of the genome on
-  the run's input, from the shape arithmetic: :func:`alife_nas.shapes.describe_genome`);
+  the run's input, from the shape arithmetic: ``TrainSettings.describe``);
 - a training not yet started (its genome is not even drawn) costs what the finished ones did on
   average;
 - the sum is shared by the trainings that run at once (``slots``), and is never less than the
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 __all__ = ["TimeLeft", "genome_cost"]
 
@@ -32,19 +32,17 @@ __all__ = ["TimeLeft", "genome_cost"]
 FIT_WINDOW = 200
 
 
-def genome_cost(input_shape: tuple[int, int, int], num_classes: int, hidden: int, head: str = "flatten",
-                batchnorm: bool = False) -> Callable[[str], float | None]:
-    """Genome text -> FLOPs of one image's forward pass on this input (None for a genome it cannot read)."""
+def genome_cost(input_shape: tuple[int, int, int], num_classes: int, training: Any) -> Callable[[str], float | None]:
+    """Genome text -> FLOPs of one image's forward pass on this input, as the run's
+    ``TrainSettings`` build it (None for a genome it cannot read)."""
     from alife_nas.genome import parse_genome
-    from alife_nas.shapes import describe_genome
 
     known: dict[str, float | None] = {}
 
     def cost(genome: str) -> float | None:
         if genome not in known:
             try:
-                known[genome] = float(describe_genome(parse_genome(genome), input_shape, num_classes, hidden, head,
-                                                        batchnorm).flops)
+                known[genome] = float(training.describe(parse_genome(genome), input_shape, num_classes).flops)
             except ValueError:
                 known[genome] = None
         return known[genome]

@@ -400,8 +400,7 @@ def _cost_of(store: Any, config: Any) -> Callable[[str], float | None] | None:
     for a run stored without its data set's shape."""
     try:
         info = store.dataset_info
-        t = config.training
-        return genome_cost(tuple(info["input_shape"]), int(info["num_classes"]), t.hidden, t.head, t.batchnorm)
+        return genome_cost(tuple(info["input_shape"]), int(info["num_classes"]), config.training)
     except (TypeError, KeyError, ValueError):
         return None
 

@@ -21,7 +21,7 @@ from alife_nas.strategies.ga import (
     roulette,
     stages,
 )
-from tests.conftest import make_search
+from tests.conftest import make_search, run_strategy
 from tests.test_search import run_to_end
 
 layers = st.one_of(st.sampled_from(DEFAULT_FILTERS).map(Conv), st.just(MaxPool()))
@@ -168,19 +168,7 @@ def test_state_round_trip_continues_identically():
     opts = GeneticOptions(DEFAULT_FILTERS, population=6, random_max_layers=6)
 
     def run(break_at=None):
-        strat = GeneticCNN(opts)
-        rng = np.random.default_rng(7)
-        records = [strat.initialize(rng, by_length)]
-        for step in range(1, 12):
-            if step == break_at:
-                import json
-
-                state, rng_state = json.loads(json.dumps(strat.state())), rng.bit_generator.state
-                strat = GeneticCNN(opts)
-                strat.load_state(state, None)
-                rng = np.random.default_rng(0)
-                rng.bit_generator.state = rng_state
-            records.append(strat.step(rng, by_length, step))
+        records, strat = run_strategy(lambda: GeneticCNN(opts), by_length, seed=7, steps=12, break_at=break_at)
         return records, strat.best(), strat.samples
 
     assert run() == run(break_at=5)

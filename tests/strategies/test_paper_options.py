@@ -24,7 +24,7 @@ from alife_nas.strategies.ga import (
 )
 from alife_nas.strategies.regularized import RegularizedEvolution, RegularizedOptions
 from alife_nas.strategies.rl import ControllerOptions, NasRL, reward_of
-from tests.conftest import run_search
+from tests.conftest import run_search, run_strategy
 from tests.test_search import history, run_to_end
 
 layers = st.one_of(st.sampled_from(DEFAULT_FILTERS).map(Conv), st.just(MaxPool()))
@@ -278,17 +278,8 @@ def test_retraining_state_round_trip_continues_identically():
                               tournament_sampling="with-replacement")
 
     def run(break_at=None):
-        strat, rng = RegularizedEvolution(opts), np.random.default_rng(3)
-        evaluate = asking([])
-        records = [strat.initialize(rng, evaluate)]
-        for step in range(1, 25):
-            if step == break_at:
-                state, rng_state = json.loads(json.dumps(strat.state())), rng.bit_generator.state
-                strat = RegularizedEvolution(opts)
-                strat.load_state(state, None)
-                rng = np.random.default_rng(0)
-                rng.bit_generator.state = rng_state
-            records.append(strat.step(rng, evaluate, step))
+        records, strat = run_strategy(lambda: RegularizedEvolution(opts), asking([]), seed=3, steps=25,
+                                      break_at=break_at)
         return records, strat.best(), strat.trainings
 
     assert run() == run(break_at=9)

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from alife_nas.genome import DEFAULT_FILTERS, Conv, Genome, MaxPool, parse_genome
 from alife_nas.operators import MUTATIONS, mutate_structure
 from alife_nas.strategies.regularized import RegularizedEvolution, RegularizedOptions
+from tests.conftest import run_strategy
 
 layers = st.one_of(st.sampled_from(DEFAULT_FILTERS).map(Conv), st.just(MaxPool()))
 genomes = st.lists(layers, min_size=1, max_size=12).map(lambda ls: Genome(tuple(ls)))
@@ -45,17 +46,9 @@ def test_aging_removes_oldest_and_tournament_picks_fittest():
 
 def test_state_round_trip_continues_identically():
     def run(break_at=None):
-        strat = RegularizedEvolution(RegularizedOptions(DEFAULT_FILTERS, population=5, tournament=2))
-        rng = np.random.default_rng(3)
-        records = [strat.initialize(rng, by_length)]
-        for step in range(1, 15):
-            if step == break_at:
-                state, rng_state = strat.state(), rng.bit_generator.state
-                strat = RegularizedEvolution(RegularizedOptions(DEFAULT_FILTERS, population=5, tournament=2))
-                strat.load_state(state, None)
-                rng = np.random.default_rng(0)
-                rng.bit_generator.state = rng_state
-            records.append(strat.step(rng, by_length, step))
+        records, strat = run_strategy(
+            lambda: RegularizedEvolution(RegularizedOptions(DEFAULT_FILTERS, population=5, tournament=2)),
+            by_length, seed=3, steps=15, break_at=break_at)
         return records, strat.best()
 
     assert run() == run(break_at=7)

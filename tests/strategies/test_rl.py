@@ -13,7 +13,7 @@ from alife_nas.genome import DEFAULT_FILTERS, Conv
 from alife_nas.search import Search
 from alife_nas.store import DB_NAME, SCHEMA_VERSION, RunStore
 from alife_nas.strategies.rl import Controller, ControllerOptions, NasRL
-from tests.conftest import make_search, run_search
+from tests.conftest import make_search, run_search, run_strategy
 from tests.test_search import Crash, history, make_v3, open_or_create, run_to_end
 
 
@@ -123,16 +123,8 @@ def test_state_is_json_and_continues_exactly():
         return [0.2 + 0.05 * len(r.genome) for r in requests]
 
     def run(break_at=None):
-        strat, rng = NasRL(ControllerOptions(controller_batch=3)), np.random.default_rng(9)
-        records = [strat.initialize(rng, score)]
-        for step in range(1, 10):
-            if step == break_at:
-                state, rng_state = json.loads(json.dumps(strat.state())), rng.bit_generator.state
-                strat = NasRL(ControllerOptions(controller_batch=3))
-                strat.load_state(state, None)
-                rng = np.random.default_rng(0)
-                rng.bit_generator.state = rng_state
-            records.append(strat.step(rng, score, step))
+        records, strat = run_strategy(lambda: NasRL(ControllerOptions(controller_batch=3)), score, seed=9,
+                                      steps=10, break_at=break_at)
         return records, strat.state()
 
     assert run() == run(break_at=4)

@@ -1,8 +1,9 @@
-"""Comparing runs fairly: best fitness found against the number of trainings used.
+"""Comparing runs fairly: best fitness found against what the search spent.
 
-Trainings (not steps) are the x-axis because they are what a search pays for; cache hits are
-free. Every run is cut at one common budget (by default the smallest number of trainings among
-the runs), and runs whose data set or result-changing training settings differ are found by
+What a search pays for is the x-axis: trainings by default (not steps; cache hits are free), or
+with ``cost`` the epochs trained or the training FLOPs, which count a training stopped early
+(``--prune``) for what it really cost. Every run is cut at one common budget (by default the
+smallest spend among the runs), and runs whose data set or result-changing training settings differ are found by
 :func:`setting_differences`, because their fitness values do not measure the same thing. Runs of
 the same strategy (different seeds) are aggregated into a median with a min–max band.
 matplotlib is imported only inside :func:`plot_comparison`.
@@ -19,7 +20,9 @@ from alife_nas.config import SearchConfig
 from alife_nas.settings import TrainSettings
 
 __all__ = [
+    "COSTS",
     "RunCurve",
+    "spent",
     "best_so_far",
     "best_mean_so_far",
     "strategy_label",
@@ -30,6 +33,13 @@ __all__ = [
     "comparison_table",
     "plot_comparison",
 ]
+
+#: What a comparison's x-axis and budget count: trainings, epochs trained, or training FLOPs
+#: (forward FLOPs x training images x 3, per epoch).
+COSTS = ("trainings", "epochs", "flops")
+_COST_LABEL = {"trainings": "trainings used", "epochs": "epochs trained", "flops": "training FLOPs"}
+#: Points of the common x-grid a median is taken on when the cost is not whole trainings.
+_GRID = 200
 
 #: The data options a fitness value depends on (``data_dir`` only says where the files are).
 _DATA_OPTIONS = ("dataset", "val_size", "split_seed", "image_size")
@@ -51,6 +61,8 @@ class RunCurve:
     config: SearchConfig | None = None  # what the run searched with (None: not known)
     dataset_info: dict | None = None  # input_shape, num_classes, classes, as the run recorded them
     settings_hash: str | None = None  # the run's evaluation-cache key of data and training settings
+    epochs: list[int] | None = None  # epochs of each training, in the order of ``best`` (None: not known)
+    flops: list[float | None] | None = None  # training FLOPs of each training (None where not stored)
 
 
 def best_so_far(fitness: Sequence[float]) -> list[float]:
@@ -63,20 +75,55 @@ def load_curve(store: Any, name: str) -> RunCurve:
     since a budget counts them), the best mean fitness of any genome so far."""
     config = store.config
     best = store.best_evaluation()
+    costs = store.training_costs()
+    try:
+        images: int | None = int(store.dataset_info["sizes"]["train"])
+    except (TypeError, KeyError, ValueError):  # a run stored before its split sizes were
+        images = None
+    flops = [None if images is None or f is None else 3.0 * f * e * images for e, f in costs]
     return RunCurve(name=name, strategy=strategy_label(config), seed=config.seed,
                     best=best_mean_so_far(store.trainings_in_order()),
                     best_genome=None if best is None else best.genome,
                     best_fitness=0.0 if best is None else best.fitness,
-                    config=config, dataset_info=store.dataset_info, settings_hash=store.settings_hash)
+                    config=config, dataset_info=store.dataset_info, settings_hash=store.settings_hash,
+                    epochs=[e for e, _ in costs], flops=flops)
+
+
+def spent(curve: RunCurve, cost: str = "trainings") -> list[float]:
+    """What the run had spent after each of its trainings, in ``cost`` units (cumulative).
+
+    ValueError (naming the run) when the run does not know that cost: FLOPs of a run stored
+    before its split sizes were, or of a training whose FLOPs were not counted."""
+    if cost not in COSTS:
+        raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {cost!r}")
+    if cost == "trainings":
+        return [float(i) for i in range(1, len(curve.best) + 1)]
+    each = curve.epochs if cost == "epochs" else curve.flops
+    if (each is None or len(each) != len(curve.best) or any(v is None for v in each)
+            or (each and not any(each))):  # a score function that reports no epochs stores none
+        raise ValueError(f"run {curve.name} has no stored {_COST_LABEL[cost]} for every training "
+                         f"(a run made by an older alife_nas?); compare it by trainings or epochs")
+    return np.cumsum(np.asarray(each, dtype=float)).tolist()
+
+
+def _within(curve: RunCurve, budget: float, cost: str) -> int:
+    """How many of the run's trainings fit in ``budget``."""
+    if cost == "trainings":
+        return min(int(budget), len(curve.best))
+    return int(np.searchsorted(np.asarray(spent(curve, cost)), budget, side="right"))
 
 
 def strategy_label(config: Any) -> str:
     """The name a run is grouped under: its strategy, with the options that make it a variant of
-    it (``neuralfinder-re2``: re-evaluated twice; ``-error``: compared by error rate)."""
+    it (``neuralfinder-re2``: re-evaluated twice; ``-halving``, ``-median``: pruned; ``-error``:
+    compared by error rate)."""
     label = config.strategy
     reevaluate = getattr(getattr(config, "fitness", None), "reevaluate", 1)
     if reevaluate > 1:
         label += f"-re{reevaluate}"
+    prune = getattr(getattr(config, "fitness", None), "prune", "none")
+    if prune != "none":
+        label += f"-{prune}"
     if getattr(config.method, "better_by", "accuracy") == "error":
         label += "-error"
     return label
@@ -105,23 +152,31 @@ def best_mean_so_far(trainings: Sequence[tuple[str, float]]) -> list[float]:
     return out
 
 
-def common_budget(curves: Sequence[RunCurve], budget: int | None = None) -> int:
-    """The number of trainings every run is cut at: ``budget``, else the smallest run's.
+def common_budget(curves: Sequence[RunCurve], budget: float | None = None, cost: str = "trainings") -> float:
+    """What every run is cut at, in ``cost`` units: ``budget``, else the smallest run's spend.
 
     A ``budget`` some run has not reached is refused (ValueError naming the run): its curve
-    would stop short, and a run cut short is not compared at an equal budget.
+    would stop short, and a run cut short is not compared at an equal budget. In trainings the
+    budget is a whole number.
     """
     if not curves:
         raise ValueError("no runs to compare")
-    shortest = min(curves, key=lambda c: len(c.best))
+    totals = [(spent(c, cost)[-1] if c.best else 0.0) for c in curves]
+    shortest = min(range(len(curves)), key=lambda i: totals[i])
+    unit = "trainings" if cost == "trainings" else _COST_LABEL[cost]
     if budget is None:
-        return len(shortest.best)
-    if budget < 1:
+        return int(totals[shortest]) if cost == "trainings" else totals[shortest]
+    if budget <= 0 or (cost == "trainings" and budget < 1):
         raise ValueError(f"budget must be at least 1, got {budget}")
-    if budget > len(shortest.best):
-        raise ValueError(f"budget {budget} is more than run {shortest.name} used ({len(shortest.best)} trainings); "
-                         f"give at most {len(shortest.best)}")
+    if budget > totals[shortest]:
+        have = _amount(totals[shortest], cost)
+        raise ValueError(f"budget {_amount(budget, cost)} is more than run {curves[shortest].name} used "
+                         f"({have} {unit}); give at most {have}")
     return budget
+
+
+def _amount(value: float, cost: str) -> str:
+    return f"{value:.3g}" if cost == "flops" else f"{value:g}"
 
 
 def setting_differences(curves: Sequence[RunCurve]) -> list[tuple[int, list[str]]]:
@@ -161,26 +216,35 @@ def _differences(ours: RunCurve, theirs: RunCurve) -> list[str]:
     return found
 
 
-def aggregate(curves: Sequence[RunCurve], budget: int | None = None) -> dict[str, dict]:
-    """Per strategy: median, min and max best-so-far at every training count up to the budget.
+def aggregate(curves: Sequence[RunCurve], budget: float | None = None, cost: str = "trainings") -> dict[str, dict]:
+    """Per strategy: median, min and max best-so-far against the spend, up to the budget.
 
-    ``budget`` defaults to :func:`common_budget` (the smallest run's trainings), so every
-    strategy is cut at the same budget and every point has every seed.
+    ``budget`` defaults to :func:`common_budget` (the smallest run's spend), so every strategy is
+    cut at the same budget and every point has every seed. ``x`` is where the values are: each
+    training count 1..budget, or for epochs and FLOPs a grid of points up to the budget (a run's
+    value there is its best after the trainings that fit; 0 before its first).
     """
-    budget = common_budget(curves, budget) if curves else 0
+    budget = common_budget(curves, budget, cost) if curves else 0
     groups: dict[str, list[RunCurve]] = {}
     for curve in curves:
         groups.setdefault(curve.strategy, []).append(curve)
     out = {}
     for strategy, members in groups.items():
-        n = min([budget] + [len(c.best) for c in members])
-        matrix = np.array([c.best[:n] for c in members]) if n else np.zeros((len(members), 0))
+        if cost == "trainings":
+            n = min([int(budget)] + [len(c.best) for c in members])
+            x = list(range(1, n + 1))
+            matrix = np.array([c.best[:n] for c in members]) if n else np.zeros((len(members), 0))
+        else:
+            x = np.linspace(budget / _GRID, budget, _GRID).tolist() if budget else []
+            matrix = np.array([_best_at(c, x, cost) for c in members]) if x else np.zeros((len(members), 0))
+            n = len(x)
         finals = matrix[:, -1] if n else np.zeros(len(members))
         tests = [c.test_accuracy for c in members if c.test_accuracy is not None]
         out[strategy] = {
             "runs": [c.name for c in members],
             "seeds": [c.seed for c in members],
-            "trainings": n,
+            "trainings": n if cost == "trainings" else max(_within(c, budget, cost) for c in members),
+            "x": x,
             "median": np.median(matrix, axis=0).tolist() if n else [],
             "low": matrix.min(axis=0).tolist() if n else [],
             "high": matrix.max(axis=0).tolist() if n else [],
@@ -192,70 +256,93 @@ def aggregate(curves: Sequence[RunCurve], budget: int | None = None) -> dict[str
     return out
 
 
-def comparison_table(curves: Sequence[RunCurve], budget: int | None = None) -> str:
+def _best_at(curve: RunCurve, x: Sequence[float], cost: str) -> list[float]:
+    """The run's best so far at each spend in ``x`` (0 before its first training is paid for)."""
+    done = np.searchsorted(np.asarray(spent(curve, cost)), np.asarray(x), side="right")
+    best = np.asarray([0.0, *curve.best])
+    return best[done].tolist()
+
+
+def comparison_table(curves: Sequence[RunCurve], budget: float | None = None, cost: str = "trainings") -> str:
     """A plain-text table: one line per run, then one per strategy (median and spread), every run
-    cut at ``budget`` (default: :func:`common_budget`)."""
-    agg = aggregate(curves, budget)
+    cut at ``budget`` in ``cost`` units (default: :func:`common_budget`)."""
+    budget = common_budget(curves, budget, cost)
+    agg = aggregate(curves, budget, cost)
     w = max([13, *(len(c.strategy) for c in curves)])  # a variant's label (neuralfinder-re2) is longer
-    lines = [f"{'run':<28} {'strategy':<{w}} {'seed':>4} {'trainings':>9} {'best@budget':>11} {'best':>7} {'test':>7}  best genome"]
+    extra = "" if cost == "trainings" else f" {cost:>9}"
+    lines = [f"{'run':<28} {'strategy':<{w}} {'seed':>4} {'trainings':>9}{extra} {'best@budget':>11} {'best':>7} "
+             f"{'test':>7}  best genome"]
     for c in curves:
-        n = agg[c.strategy]["trainings"]
+        n = _within(c, budget, cost)
         at = c.best[n - 1] if n else 0.0
         test = "-" if c.test_accuracy is None else f"{c.test_accuracy:.4f}"
-        lines.append(f"{c.name[-28:]:<28} {c.strategy:<{w}} {c.seed:>4} {len(c.best):>9} {at:>11.4f} "
+        total = "" if cost == "trainings" else f" {_amount(spent(c, cost)[-1] if c.best else 0, cost):>9}"
+        lines.append(f"{c.name[-28:]:<28} {c.strategy:<{w}} {c.seed:>4} {len(c.best):>9}{total} {at:>11.4f} "
                      f"{c.best_fitness:>7.4f} {test:>7}  {c.best_genome}")
     lines.append("")
-    lines.append(f"{'strategy':<{w}} {'runs':>4} {'budget':>6} {'median':>7} {'min':>7} {'max':>7} {'test median':>11}")
+    lines.append(f"{'strategy':<{w}} {'runs':>4} {'budget':>9} {'median':>7} {'min':>7} {'max':>7} {'test median':>11}")
     for strategy, a in agg.items():
         test = "-" if a["test_median"] is None else f"{a['test_median']:.4f}"
-        lines.append(f"{strategy:<{w}} {len(a['runs']):>4} {a['trainings']:>6} {a['final_median']:>7.4f} "
+        shown_budget = str(a["trainings"]) if cost == "trainings" else _amount(budget, cost)
+        lines.append(f"{strategy:<{w}} {len(a['runs']):>4} {shown_budget:>9} {a['final_median']:>7.4f} "
                      f"{a['final_min']:>7.4f} {a['final_max']:>7.4f} {test:>11}")
     return "\n".join(lines)
 
 
-def plot_comparison(curves: Sequence[RunCurve], ax: Any = None, budget: int | None = None, zoom: bool = False) -> Any:
-    """Best fitness against trainings: a thin line per run, median and min–max band per strategy.
+def plot_comparison(curves: Sequence[RunCurve], ax: Any = None, budget: float | None = None, zoom: bool = False,
+                    cost: str = "trainings") -> Any:
+    """Best fitness against the spend: a thin line per run, median and min–max band per strategy.
 
-    Every run is cut at ``budget`` (default: :func:`common_budget`). Without ``ax`` the figure has
-    two panels: the whole run, and ``zoom`` — the same curves after the first tenth of the budget
-    with the y-axis fitted to them, because methods on one data set usually end within a point or
-    two of each other and the early climb flattens them otherwise. Below 20 trainings the first
-    tenth is less than one training, the zoomed panel would show the same as the whole one, and
-    the figure has that one panel. Trainings are counted in whole numbers on the x-axis.
+    Every run is cut at ``budget`` in ``cost`` units (default: :func:`common_budget`). Without
+    ``ax`` the figure has two panels: the whole run, and ``zoom`` — the same curves after the
+    first tenth of the budget with the y-axis fitted to them, because methods on one data set
+    usually end within a point or two of each other and the early climb flattens them otherwise.
+    Below 20 trainings the first tenth is less than one training, the zoomed panel would show the
+    same as the whole one, and the figure has that one panel. Trainings are counted in whole
+    numbers on the x-axis.
     """
     from matplotlib.figure import Figure
 
-    budget = common_budget(curves, budget)
+    budget = common_budget(curves, budget, cost)
     if ax is None:
-        if _zoom_start(budget) == 1:  # nothing to zoom past: one panel
+        if cost == "trainings" and _zoom_start(int(budget)) == 1:  # nothing to zoom past: one panel
             fig = Figure(figsize=(7, 4.5), layout="constrained")
-            plot_comparison(curves, fig.subplots(1, 1), budget)
+            plot_comparison(curves, fig.subplots(1, 1), budget, cost=cost)
             return fig
         fig = Figure(figsize=(12, 4.5), layout="constrained")
         whole, zoomed = fig.subplots(1, 2)
-        plot_comparison(curves, whole, budget)
-        plot_comparison(curves, zoomed, budget, zoom=True)
+        plot_comparison(curves, whole, budget, cost=cost)
+        plot_comparison(curves, zoomed, budget, zoom=True, cost=cost)
         return fig
-    agg = aggregate(curves, budget)
+    agg = aggregate(curves, budget, cost)
     colours = {}
     for i, (strategy, a) in enumerate(sorted(agg.items())):
         colour = f"C{i}"
         colours[strategy] = colour
-        x = np.arange(1, a["trainings"] + 1)
-        if len(x):
-            ax.fill_between(x, a["low"], a["high"], color=colour, alpha=0.18, linewidth=0)
-            ax.plot(x, a["median"], color=colour, linewidth=2, label=f"{strategy} (median of {len(a['runs'])})")
+        if a["x"]:
+            step = "post" if cost != "trainings" else None
+            ax.fill_between(a["x"], a["low"], a["high"], color=colour, alpha=0.18, linewidth=0, step=step)
+            draw = ax.step if step else ax.plot
+            kwargs = {"where": "post"} if step else {}
+            draw(a["x"], a["median"], color=colour, linewidth=2, label=f"{strategy} (median of {len(a['runs'])})",
+                 **kwargs)
     for c in curves:
-        best = c.best[:budget]  # the step that crossed the budget may overshoot it
-        ax.plot(np.arange(1, len(best) + 1), best, color=colours[c.strategy], linewidth=0.7, alpha=0.5)
-    ax.set_xlabel("trainings used")
+        n = _within(c, budget, cost)  # the step that crossed the budget may overshoot it
+        x = spent(c, cost)[:n]
+        if cost == "trainings":
+            ax.plot(x, c.best[:n], color=colours[c.strategy], linewidth=0.7, alpha=0.5)
+        else:
+            ax.step([*x, budget], [*c.best[:n], *c.best[n - 1:n]], where="post", color=colours[c.strategy],
+                    linewidth=0.7, alpha=0.5)
+    ax.set_xlabel(_COST_LABEL[cost])
     ax.set_ylabel("best validation accuracy so far")
-    ax.set_title("Best fitness found against trainings")
-    from matplotlib.ticker import MaxNLocator
+    ax.set_title(f"Best fitness found against {_COST_LABEL[cost].split()[0] if cost != 'flops' else 'training FLOPs'}")
+    if cost == "trainings":
+        from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if zoom:
-        _zoom_on_the_late_part(ax, [c.best[:budget] for c in curves], agg)
+        _zoom_on_the_late_part(ax, curves, agg, budget, cost)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     return ax.figure
@@ -266,15 +353,21 @@ def _zoom_start(end: int) -> int:
     return max(1, end // 10)
 
 
-def _zoom_on_the_late_part(ax: Any, runs: Sequence[Sequence[float]], agg: dict) -> None:
-    """Limit the axes to trainings after the first tenth, y fitted to every curve drawn there."""
-    end = max([len(best) for best in runs] + [a["trainings"] for a in agg.values()] + [1])
-    start = _zoom_start(end)
-    late = [np.asarray(best[start - 1:], dtype=float) for best in runs]
-    late += [np.asarray(a[key][start - 1:], dtype=float) for a in agg.values() for key in ("low", "high")]
+def _zoom_on_the_late_part(ax: Any, curves: Sequence[RunCurve], agg: dict, budget: float, cost: str) -> None:
+    """Limit the axes to the spend after its first tenth, y fitted to every curve drawn there."""
+    if cost == "trainings":
+        runs = [c.best[:int(budget)] for c in curves]
+        end = max([len(best) for best in runs] + [a["trainings"] for a in agg.values()] + [1])
+        start: float = _zoom_start(end)
+        late = [np.asarray(best[int(start) - 1:], dtype=float) for best in runs]
+        late += [np.asarray(a[key][int(start) - 1:], dtype=float) for a in agg.values() for key in ("low", "high")]
+    else:
+        end, start = budget, budget / 10
+        late = [np.asarray(_best_at(c, [start, *spent(c, cost)[:_within(c, budget, cost)]], cost)) for c in curves]
+        late = [v[(v > 0)] for v in late]
     values = np.concatenate([v for v in late if v.size] or [np.zeros(1)])
     low, high = float(values.min()), float(values.max())
     pad = max(0.002, 0.08 * (high - low))
     ax.set_xlim(start, end)
     ax.set_ylim(low - pad, high + pad)
-    ax.set_title(f"Zoomed: trainings {start}–{end}")
+    ax.set_title(f"Zoomed: {_COST_LABEL[cost]} {_amount(start, cost)}–{_amount(end, cost)}")

@@ -1,6 +1,7 @@
 """One configuration for a search: typed sections with ONE set of defaults.
 
-A :class:`SearchConfig` has the strategy, the run seed and the device at the top, and six
+A :class:`SearchConfig` has the strategy, the run seed, the device and the known genomes to start
+from (``init_genomes``) at the top, and six
 sections: ``stop`` (steps, budget), ``data`` (which images, which validation split),
 ``training`` (every knob of the trainer, :class:`~alife_nas.settings.TrainSettings`),
 ``method`` (the strategy's own options, validated by the strategy's ``Options`` class),
@@ -19,7 +20,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from alife_nas.genome import one_line, shorten, shown
+from alife_nas.contract import takes_init_genomes
+from alife_nas.genome import Genome, one_line, parse_genome, shorten, shown
 from alife_nas.options import check_fields, option, specs
 from alife_nas.settings import PRESETS, TrainSettings, stable_hash
 from alife_nas.strategies import STRATEGIES
@@ -37,6 +39,7 @@ __all__ = [
     "settings_hash",
     "check_device",
     "check_ray_address",
+    "check_init_genomes",
     "continuing_device",
 ]
 
@@ -51,6 +54,31 @@ _RAY_ADDRESS = re.compile(rf"(?:ray://)?{_HOST}:(?P<port>[0-9]{{1,5}})")
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message is one line and names the option."""
+
+
+#: The most known genomes a run starts from (far more than any lattice or population holds).
+MAX_INIT_GENOMES = 100_000
+
+
+def check_init_genomes(name: str, value: Any) -> tuple[str, ...] | None:
+    """A list of genomes (text in either form, or :class:`Genome`) as their canonical compact
+    forms; an empty list is None (no known genomes). A one-line ConfigError naming the bad one."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{name} must be a list of genomes, got {shown(value)}")
+    if len(value) > MAX_INIT_GENOMES:
+        raise ConfigError(f"{name}: {len(value):,} genomes, more than the {MAX_INIT_GENOMES:,} a run may start from")
+    genomes = []
+    for number, item in enumerate(value, start=1):
+        if isinstance(item, Genome):
+            genomes.append(str(item))
+            continue
+        if not isinstance(item, str):
+            raise ConfigError(f"{name}: genome {number} must be a text, got {shown(item)}")
+        try:
+            genomes.append(str(parse_genome(item)))
+        except ValueError as exc:
+            raise ConfigError(f"{name}: genome {number} ({shorten(item, 40)}): {one_line(exc)}") from None
+    return tuple(genomes) or None
 
 
 def _check_val_size(name: str, value: Any) -> float | int:
@@ -144,9 +172,10 @@ class FitnessConfig:
     reevaluate: int = option(1, "Trainings a genome gets (fresh seeds) before a strategy relies on it, when it "
                              "would become the best or enter the lattice/population; the strategy gets their mean. "
                              "1 = trust one training.", low=1, high=1000)
-    prune: str = option("none", "Stop trainings that cannot win: median = a training below the median of the "
-                        "finished trainings at the same epoch stops (docs/method.md, Pruning); none = the seed's "
-                        "protocol, every training in full.", choices=("none", "median"))
+    prune: str = option("none", "Stop trainings that cannot win (docs/method.md, Pruning): median = a training "
+                        "below the median of the finished trainings at the same epoch stops; halving (neuralfinder) "
+                        "= a step's candidates train to a quarter of the epochs, only the best goes on; none = the "
+                        "seed's protocol, every training in full.", choices=("none", "median", "halving"))
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -217,7 +246,7 @@ def _names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
-_TOP = ("strategy", "seed", "device")
+_TOP = ("strategy", "seed", "device", "init_genomes")
 _SECTIONS: dict[str, type] = {"stop": StopConfig, "data": DataConfig, "training": TrainSettings,
                                "fitness": FitnessConfig, "execution": ExecutionConfig}
 #: option name -> section ("top", "stop", "data", "training", "fitness" or "execution"); strategy
@@ -250,6 +279,13 @@ class SearchConfig:
     seed: int = option(0, "Run seed: all randomness and every training seed derive from it.", low=0, high=2**63 - 1)
     device: str = option("auto", "auto, cpu, cuda or cuda:N.", check=lambda _name, value: check_device(value),
                          resume=True)
+    # the genomes themselves, not the file they came from: a resumed run needs no file, and a file
+    # changed since cannot change the run
+    init_genomes: tuple[str, ...] | None = option(
+        None, "Known architectures to start from: a file with one genome a line (compact 32-64-M-128 or the tuple "
+        "form; blank lines and # comments skipped), placed first in the initial lattice or population "
+        "(docs/method.md, Known genomes first).", kind="genomes", check=check_init_genomes,
+        none_means="none: the strategy's own random start")
     stop: StopConfig = field(default_factory=StopConfig)
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainSettings = field(default_factory=lambda: PRESETS["fast"])
@@ -258,7 +294,9 @@ class SearchConfig:
     fitness: FitnessConfig = field(default_factory=FitnessConfig)
 
     def __post_init__(self) -> None:
-        check_fields(self)  # strategy, seed, device; the sections check themselves
+        check_fields(self)  # strategy, seed, device, init_genomes; the sections check themselves
+        if self.init_genomes and not takes_init_genomes(_strategy_class(self.strategy)):
+            raise ConfigError(f"the {self.strategy} strategy cannot start from known genomes (init_genomes)")
         options_class = _strategy_class(self.strategy).Options
         if self.method is None:
             object.__setattr__(self, "method", options_class())
@@ -268,6 +306,12 @@ class SearchConfig:
         for name, cls in _SECTIONS.items():
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+        if getattr(self.method, "inherit_weights", False) and self.fitness.reevaluate > 1:
+            raise ConfigError(f"inherit_weights and reevaluate {self.fitness.reevaluate} cannot be combined yet: "
+                              "an inherited training is not a sample of its genome")
+        if self.fitness.prune == "halving" and self.strategy != "neuralfinder":
+            raise ConfigError(f"prune halving ranks a NeuralFinder step's five candidates; the {self.strategy} "
+                              "strategy has no such step: use prune median")
 
     # --- flat option names ------------------------------------------------------------------
     @classmethod
@@ -321,7 +365,8 @@ class SearchConfig:
 
     def options(self) -> dict[str, Any]:
         """Every option by its flat name (JSON-safe)."""
-        flat: dict[str, Any] = {"strategy": self.strategy, "seed": self.seed, "device": self.device}
+        flat: dict[str, Any] = {"strategy": self.strategy, "seed": self.seed, "device": self.device,
+                                "init_genomes": None if self.init_genomes is None else list(self.init_genomes)}
         for section in ("stop", "data", "training", "method", "fitness", "execution"):
             flat.update(self.to_dict()[section])
         return flat
@@ -344,6 +389,7 @@ class SearchConfig:
         method["filters"] = list(method["filters"])
         return {
             "strategy": self.strategy, "seed": self.seed, "device": self.device,
+            "init_genomes": None if self.init_genomes is None else list(self.init_genomes),
             "stop": dataclasses.asdict(self.stop), "data": dataclasses.asdict(self.data),
             "training": self.training.to_dict(), "method": method,
             "fitness": dataclasses.asdict(self.fitness), "execution": dataclasses.asdict(self.execution),
@@ -394,7 +440,8 @@ class SearchConfig:
         """
         data = self.to_dict()["data"]
         del data["data_dir"]
-        return {"data": data, "training": self.training.to_dict()}
+        # hashed(): a knob added later, at its "absent" value, leaves older runs' hash as it was
+        return {"data": data, "training": self.training.hashed()}
 
 
 #: The evaluation cache's settings key: a short hash of :meth:`SearchConfig.cache_settings`.

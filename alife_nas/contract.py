@@ -13,12 +13,14 @@ so a strategy, the run store and the exports can all depend on it.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, Sequence
 
 import numpy as np
 
-from alife_nas.genome import Genome
+from alife_nas.genome import Genome, parse_genome
+from alife_nas.inheritance import Inherit
 
 __all__ = [
     "Pruned",
@@ -27,6 +29,8 @@ __all__ = [
     "Evaluator",
     "SampleEvaluator",
     "FitnessStats",
+    "takes_init_genomes",
+    "init_keywords",
     "mean_fitness",
     "Strategy",
     "STRATEGY_METHODS",
@@ -50,6 +54,8 @@ class EvalRequest:
     parents: tuple[str, ...] = ()
     position: tuple[int, int] | None = None  # the lattice cell (row, column) it is meant for, when known
     sample: int = 0  # which training of the genome: 0 = the cached one, k >= 1 = a further one
+    rung: int = 0  # --prune halving: train only to this epoch (0 = in full); see evaluation.Halving
+    inherit: Inherit | None = None  # --inherit-weights: the parents' trained layers it starts from
 
 
 class Evaluator(Protocol):
@@ -116,7 +122,11 @@ class Strategy(Protocol):
 
     def __init__(self, options: Any) -> None: ...
 
-    def initialize(self, rng: np.random.Generator, evaluate: Evaluator) -> dict: ...
+    def initialize(self, rng: np.random.Generator, evaluate: Evaluator) -> dict:
+        """Step 0. A strategy that can start from known genomes (``--init-genomes``) takes them as
+        an optional keyword ``init_genomes`` (a sequence of :class:`Genome`; see :func:`takes_init_genomes`),
+        here and in :meth:`initial_trainings`; it is passed only when there are some."""
+        ...
 
     def step(self, rng: np.random.Generator, evaluate: Evaluator, step: int) -> dict: ...
 
@@ -171,6 +181,29 @@ def check_strategy(name: str, cls: Any) -> None:
     options()  # every option needs a default (a search starts from them); raises for a bad one
 
 
+def takes_init_genomes(cls: Any) -> bool:
+    """Whether the strategy class can start from known genomes: its ``initialize`` and
+    ``initial_trainings`` take the keyword ``init_genomes`` (optional, so a plugin without it
+    still works, only not with ``--init-genomes``)."""
+    import inspect
+
+    def takes(method: Any) -> bool:
+        try:
+            return "init_genomes" in inspect.signature(method).parameters
+        except (TypeError, ValueError):  # a callable without a signature to read
+            return False
+
+    return takes(getattr(cls, "initialize", None)) and takes(getattr(cls, "initial_trainings", None))
+
+
+def init_keywords(init_genomes: Sequence[Any] | None) -> dict[str, Any]:
+    """The keywords that hand a strategy's ``initialize`` / ``initial_trainings`` the run's known
+    genomes: none when there are none, so a strategy that takes no ``init_genomes`` is called as before."""
+    if not init_genomes:
+        return {}
+    return {"init_genomes": tuple(parse_genome(g) if isinstance(g, str) else g for g in init_genomes)}
+
+
 #: The failure kind of a training stopped early by ``--prune`` (docs/method.md, "Pruning").
 PRUNED = "pruned"
 
@@ -181,8 +214,13 @@ class Pruned(Exception):
     ``pruned`` (its epochs, curve and best so far kept) and scores 0 for the strategy."""
 
     def __init__(self, epoch: int, value: float, threshold: float) -> None:
-        super().__init__(f"pruned at epoch {epoch}: validation {value:.4f} below the median {threshold:.4f} "
-                         f"of the finished trainings there")
+        if threshold == math.inf:  # the halving rung: every training stops there
+            message = (f"stopped at the halving rung, epoch {epoch} (validation {value:.4f}); "
+                       "only the best candidate of its step trains on")
+        else:
+            message = (f"pruned at epoch {epoch}: validation {value:.4f} below the median {threshold:.4f} "
+                       f"of the finished trainings there")
+        super().__init__(message)
         self.epoch, self.value, self.threshold = epoch, value, threshold
 
 

@@ -24,10 +24,11 @@ import numpy as np
 from alife_nas.contract import PRUNED, EvalRequest, mean_fitness
 from alife_nas.executors import Executor, ProgressFn, Task
 from alife_nas.genome import Genome
+from alife_nas.inheritance import WeightPlan, WeightsFolder, request_key
 from alife_nas.store import Evaluation, RunStore
 
-__all__ = ["ScoreFn", "ResultCallback", "candidate_seed", "sample_seed", "cache_key", "CachedEvaluator",
-           "Reevaluating"]
+__all__ = ["ScoreFn", "ResultCallback", "candidate_seed", "sample_seed", "cache_key", "rung_value", "CachedEvaluator",
+           "Halving", "halving_rung", "Reevaluating"]
 
 #: Trains/scores one genome with a seed; returns a result dict with at least 'genome' and
 #: 'fitness' (the trainer's ``TrainResult.to_dict()``), plus 'failure' etc. when it has them.
@@ -72,6 +73,14 @@ def cache_key(settings_digest: str, genome: Genome | str) -> str:
     return f"{settings_digest}:{genome}"
 
 
+def rung_value(ev: Evaluation, rung: int) -> float:
+    """What a training answers: its fitness, or for a request to the halving rung (``rung`` > 0)
+    its best validation accuracy in the first ``rung`` epochs (a failed training: its fitness, 0)."""
+    if not rung or not ev.history or (ev.failure is not None and ev.failure_kind != PRUNED):
+        return ev.fitness
+    return max(ev.history[:rung])
+
+
 class CachedEvaluator:
     """An Evaluator over a run store: cache lookups, seeded trainings, one commit per training.
 
@@ -89,9 +98,10 @@ class CachedEvaluator:
 
     def __init__(self, store: RunStore, executor: Executor, run_seed: int, device: str = "cpu",
                  on_result: ResultCallback | None = None, on_progress: ProgressFn | None = None,
-                 prune: str = "none") -> None:
+                 prune: str = "none", weights: WeightsFolder | None = None) -> None:
         self.store = store
         self.prune = prune
+        self.weights = weights  # --inherit-weights: where trainings start from and save to
         self._thresholds: tuple[int, tuple[float, ...]] | None = None  # (step, stop_below) of the step
         self.executor = executor
         self.run_seed = run_seed
@@ -101,25 +111,31 @@ class CachedEvaluator:
         self.on_progress = on_progress
         self.trainings = 0
         self.cache_hits = 0
+        self.answers: list[Evaluation] = []  # the training that answered each request of the last batch
 
     def reset_counts(self) -> None:
         self.trainings = 0
         self.cache_hits = 0
 
     def __call__(self, step: int, requests: Sequence[EvalRequest]) -> list[float]:
-        keys = [cache_key(self.digest, request.genome) for request in requests]
+        keys = [cache_key(self.digest, request_key(request.genome, request.inherit)) for request in requests]
         slots = [(key, request.sample) for key, request in zip(keys, requests)]
+        rungs: dict[tuple[str, int], int] = {}
+        for slot, request in zip(slots, requests):
+            if rungs.setdefault(slot, request.rung) != request.rung:  # one training answers both: which one?
+                raise ValueError(f"{request.genome} asked for twice in one batch, to different epochs")
         found: dict[int, Evaluation] = {}
         first: dict[tuple[str, int], int] = {}  # (cache key, sample) -> index (in requests) of the one that trains it
         to_train: list[Task] = []
         for i, (request, slot) in enumerate(zip(requests, slots)):
-            stored = self._lookup(*slot, step)
+            stored = self._lookup(*slot, step, request)
             if stored is not None:
                 found[i] = stored
             elif slot not in first:
                 first[slot] = i
                 seed = sample_seed(self.run_seed, step, request.index, request.sample)
-                to_train.append(Task(i, str(request.genome), seed, self._stop_below(step, request)))
+                to_train.append(Task(i, str(request.genome), seed, self._stop_below(step, request),
+                                     self._weight_plan(request)))
         for task, result in self.executor.run(to_train, self.on_progress):
             request = requests[task.index]
             device = result.pop("device", None) or self.device
@@ -135,27 +151,53 @@ class CachedEvaluator:
             if self.on_result:
                 self.on_result(request, found[task.index], False)
         trained = {task.index for task in to_train}
-        fitness = []
+        self.answers = []
         for i, request in enumerate(requests):
             if i in trained:
                 ev = found[i]  # counted when it arrived
             else:  # stored before this batch, or a repeat of a genome this batch trained
                 ev = found.get(i) or found[first[slots[i]]]
                 self._count_stored(step, request, ev)
-            fitness.append(ev.fitness)
-        return fitness
+            self.answers.append(ev)
+        return [rung_value(ev, request.rung) for ev, request in zip(self.answers, requests)]
 
-    def _lookup(self, key: str, sample: int, step: int) -> Evaluation | None:
-        """The stored training for this slot: the cache (sample 0) or a further sample. A pruned
-        training from an earlier step is no answer (the genome is trained again, and may go
-        further this time); one made in this step is (a replay after a restart, or the same genome
-        twice in the batch, as an uninterrupted step would have it)."""
+    def _lookup(self, key: str, sample: int, step: int, request: EvalRequest) -> Evaluation | None:
+        """The stored training for this slot: the cache (sample 0) or a further sample.
+
+        A pruned training is no answer when made in an earlier step (the genome is trained again,
+        and may go further this time), nor, with ``--prune halving``, to a request for a full
+        training. One made in this step is (a replay after a restart, or the same genome twice in
+        the batch, as an uninterrupted step would have it). A request to the halving rung is
+        answered first by the training made for it (its step and index), so a replay after the
+        survivor went on finds the rung's own result."""
         if _check_sample(sample) != 0:
             return self.store.lookup_sample(key, sample)
+        if request.rung:
+            made = self.store.training_at(key, step, request.index)
+            if made is not None:
+                return made
         stored = self.store.lookup(key)
-        if stored is not None and stored.failure_kind == PRUNED and stored.step != step:
+        if stored is not None and stored.failure_kind == PRUNED and (
+                stored.step != step or (self.prune == "halving" and not request.rung)):
             return None
         return stored
+
+    def _weight_plan(self, request: EvalRequest) -> WeightPlan | None:
+        """``--inherit-weights``: the parents' weights files that exist (a cell whose training's
+        weights were never kept, e.g. a cache hit on an old genome, offers none: those layers start
+        fresh) and where this training's own go. Decided here, before any worker runs, from the
+        files the step began with, so a replayed step starts every training alike."""
+        if self.weights is None or request.sample != 0:
+            return None
+        sources = []
+        if request.inherit is not None:
+            for number, (key, genome) in enumerate(request.inherit.parents):
+                path = self.weights.path(key)
+                pairs = tuple((i, src[1]) for i, src in enumerate(request.inherit.layers)
+                              if src is not None and src[0] == number)
+                if path.exists():
+                    sources.append((str(path), genome, pairs, request.inherit.head == number))
+        return WeightPlan(tuple(sources), str(self.weights.path(request_key(request.genome, request.inherit))))
 
     def _stop_below(self, step: int, request: EvalRequest) -> tuple[float, ...]:
         """``--prune median``: per epoch, the median of the finished trainings before this step
@@ -163,6 +205,8 @@ class CachedEvaluator:
         they are (the initialisation, the lattice's mutants), never for a further sample, and
         not before an epoch that ``PRUNE_MIN_TRAININGS`` finished trainings reached, nor in the
         first ``PRUNE_WARMUP`` of a training's epochs."""
+        if request.rung:  # --prune halving: every training stops at the rung
+            return (-math.inf,) * (request.rung - 1) + (math.inf,)
         if self.prune != "median" or request.sample != 0 or request.operator in ("init", "mutant"):
             return ()
         if self._thresholds is None or self._thresholds[0] != step:
@@ -182,6 +226,66 @@ class CachedEvaluator:
             self.cache_hits += 1
         if self.on_result:
             self.on_result(request, ev, not replayed)
+
+
+#: ``--prune halving``: a step's candidates all train to this share of the epochs (the rung) ...
+HALVING_RUNG = 0.25
+
+
+def halving_rung(max_epochs: int) -> int:
+    """The rung's epoch for trainings of ``max_epochs`` epochs; 0 = none (too short to split)."""
+    rung = max(1, math.ceil(HALVING_RUNG * max_epochs))
+    return rung if rung < max_epochs else 0
+
+
+def _key(request: EvalRequest) -> str:
+    return request_key(request.genome, request.inherit)
+
+
+def is_candidate(request: EvalRequest) -> bool:
+    """One of a NeuralFinder move's five candidates (self-replication or a crossover)."""
+    return request.sample == 0 and (request.operator == "self" or request.operator.startswith("cross-"))
+
+
+class Halving:
+    """``--prune halving`` (neuralfinder): successive halving among each move's candidates.
+
+    A batch's candidates all go to the rung first (one batch: they train in parallel), ranked
+    by their best validation accuracy so far there; a candidate already trained in full (a cache
+    hit) takes part with its curve's first ``rung`` epochs and costs nothing. Of each move (its
+    candidates share the master's cell) only the best at the rung trains on, in full, with the
+    same seed, so its first epochs are the rung's again: the step's winner is always a full
+    training. The strategy gets full fitness for every candidate trained in full and 0 for the
+    ones stopped at the rung, which therefore never take a cell. Everything else (the
+    initialisation, the mutants) passes through in full.
+    """
+
+    def __init__(self, inner: CachedEvaluator, rung: int) -> None:
+        self.inner = inner
+        self.rung = rung
+
+    def __call__(self, step: int, requests: Sequence[EvalRequest]) -> list[float]:
+        if not self.rung or not any(map(is_candidate, requests)):
+            return self.inner(step, requests)
+        asked = [replace(r, rung=self.rung) if is_candidate(r) else r for r in requests]
+        at_rung = self.inner(step, asked)
+        answers = list(self.inner.answers)
+        moves: dict[Any, list[int]] = {}
+        for i, request in enumerate(asked):
+            if request.rung:
+                moves.setdefault(request.position, []).append(i)
+        survivors = [max(move, key=lambda i: (at_rung[i], -i)) for move in moves.values()]  # first best on ties
+        go_on = [i for i in survivors if answers[i].failure_kind == PRUNED]
+        full = dict(zip((_key(requests[i]) for i in go_on), self.inner(step, [requests[i] for i in go_on])))
+        scores = []
+        for request, value, ev in zip(asked, at_rung, answers):
+            if not request.rung:
+                scores.append(value)
+            elif ev.failure_kind != PRUNED:  # trained in full (before, or it ended by itself by the rung)
+                scores.append(ev.fitness)
+            else:  # stopped at the rung: 0, unless its genome went on as another candidate's survivor
+                scores.append(full.get(_key(request), 0.0))
+        return scores
 
 
 #: Would a genome with this fitness so far enter what the strategy holds? (request, fitness) -> bool

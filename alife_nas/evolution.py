@@ -25,6 +25,7 @@ import numpy as np
 
 from alife_nas.contract import EvalRequest, Evaluator
 from alife_nas.genome import Genome
+from alife_nas.inheritance import Inherit, crossover_maps, mutant_map, request_key, self_replication_map
 from alife_nas.lattice import Cell, Lattice
 from alife_nas.operators import (
     CROSSOVER_NAMES,
@@ -95,6 +96,9 @@ class EvolutionConfig:
                               low=0.0, high=1.0)
     better_by: str = option("accuracy", "What the ratio r is relative to: accuracy (the seed's: x > y(1+r)) or "
                             "the error rate ((1-x) < (1-y)(1-r); does not freeze near the top).", choices=BETTER_BY)
+    inherit_weights: bool = option(False, "Children start from their parents' trained layers where shapes allow "
+                                   "(docs/method.md, Weight inheritance); the cells' weights are kept in "
+                                   "RUN/weights.")
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -221,11 +225,18 @@ def initialize_lattice(
 
 
 class Write(NamedTuple):
-    """One cell a decided move writes, with the genome and fitness it gets."""
+    """One cell a decided move writes, with the genome and fitness it gets (and, with
+    ``--inherit-weights``, the genome key of the training whose weights it then holds)."""
 
     cell: Cell
     genome: Genome
     fitness: float
+    weights: str | None = None
+
+
+def _weights_of(request: EvalRequest) -> str | None:
+    """The weights key a cell written from this request holds: None for a fresh training."""
+    return None if request.inherit is None else request_key(request.genome, request.inherit)
 
 
 def propose_move(
@@ -241,10 +252,15 @@ def propose_move(
     a, b = lattice.genome(master), lattice.genome(s2)
     cut_a, cut_b = draw_cut(rng, a), draw_cut(rng, b)
     parents = (str(a), str(b))
-    requests = [EvalRequest(self_replicate(a), first_index, "self", (str(a),), master)]
-    children = zip(CROSSOVER_NAMES, crossover(a, b, cut_a, cut_b))
-    for i, (name, child) in enumerate(children, start=first_index + 1):
-        requests.append(EvalRequest(child, i, f"cross-{name}", parents, master))
+    inherit: list[Inherit | None] = [None] * CANDIDATES
+    if config.inherit_weights:  # each child starts from the weights its parents' cells hold
+        sources = ((lattice.weights_key(master), str(a)), (lattice.weights_key(s2), str(b)))
+        inherit = [Inherit(sources[:1], self_replication_map(a), 0)]
+        inherit += [Inherit(sources, layers, head) for layers, head in crossover_maps(a, b, cut_a, cut_b)]
+    requests = [EvalRequest(self_replicate(a), first_index, "self", (str(a),), master, inherit=inherit[0])]
+    children = zip(CROSSOVER_NAMES, crossover(a, b, cut_a, cut_b), inherit[1:])
+    for i, (name, child, how) in enumerate(children, start=first_index + 1):
+        requests.append(EvalRequest(child, i, f"cross-{name}", parents, master, inherit=how))
     record = StepRecord(
         step=step,
         outcome=Outcome.NO_CHANGE.value,
@@ -294,8 +310,12 @@ def decide_move(
     targets = lattice.weakest_neighbours(rng, s1, exclude=(s1, s2), k=2)
     mutants = [mutate_filter(rng, winner, config.filters) for _ in targets]
     first = requests[0].index + CANDIDATES
+    from_winner = None
+    if config.inherit_weights:  # the mutants start from the winner's own training
+        key = _weights_of(requests[best]) or str(winner)
+        from_winner = Inherit(((key, str(winner)),), mutant_map(winner), 0)
     mutant_requests = [
-        EvalRequest(genome, first + i, "mutant", (str(winner),), cell)
+        EvalRequest(genome, first + i, "mutant", (str(winner),), cell, inherit=from_winner)
         for i, (cell, (genome, _point)) in enumerate(zip(targets, mutants))
     ]
     planned = [
@@ -317,16 +337,16 @@ def complete_move(
     mutants = [{**m, "fitness": float(f)} for m, f in zip(record.mutants, mutant_scores)]
     writes = []
     if record.replaced:
-        winner = requests[record.best_index].genome
-        writes = [Write(cell, winner, float(record.max_c)) for cell in record.replaced]
-    writes += [Write(m["cell"], r.genome, m["fitness"]) for m, r in zip(mutants, mutant_requests)]
+        won = requests[record.best_index]
+        writes = [Write(cell, won.genome, float(record.max_c), _weights_of(won)) for cell in record.replaced]
+    writes += [Write(m["cell"], r.genome, m["fitness"], _weights_of(r)) for m, r in zip(mutants, mutant_requests)]
     return replace(record, mutants=mutants), writes
 
 
 def apply_move(lattice: Lattice, writes: Sequence[Write], step: int) -> None:
     """Write one move's cells into ``lattice``: the only place a step changes the lattice."""
-    for cell, genome, fitness in writes:
-        lattice.set(cell, genome, fitness, step)
+    for cell, genome, fitness, weights in writes:
+        lattice.set(cell, genome, fitness, step, weights)
 
 
 def evolve_step(

@@ -30,12 +30,15 @@ from alife_nas.genome import (
     parse_genome,
     parse_tuple_form,
 )
+from alife_nas.pareto import pareto_front
 from alife_nas.pytorch_source import ModelCard, model_files, pytorch_filename, pytorch_source
 from alife_nas.store import DB_NAME, LOCK_NAME, UNKNOWN_FAILURE_KIND, Evaluation, rank_key
 
 __all__ = [
     "FORMATS",
     "top_architectures",
+    "PARETO_SIZES",
+    "pareto_architectures",
     "to_json",
     "to_paper",
     "to_markdown",
@@ -134,6 +137,26 @@ def top_architectures(evaluations: Iterable[Evaluation], k: int = TOP_K,
     return rows
 
 
+#: What ``export --pareto`` may measure a network's size by: row keys of :func:`top_architectures`.
+PARETO_SIZES = ("params", "flops")
+
+
+def pareto_architectures(evaluations: Iterable[Evaluation], by: str = "params",
+                         fitness: Mapping[str, FitnessStats] | None = None) -> list[dict]:
+    """The distinct genomes no other one beats on both fitness and size (``by``: params or flops).
+
+    Rows as :func:`top_architectures` makes them (best training or mean per genome, failures left
+    out), each keeping its ``rank`` among all the run's genomes, so a genome has the same rank (and
+    file name) as in a top-K export; listed best first. A genome whose size is unknown takes no part.
+    """
+    if by not in PARETO_SIZES:
+        raise ValueError(f"a Pareto front is of accuracy against {' or '.join(PARETO_SIZES)}, not {by!r}")
+    everything = list(evaluations)  # counted first: every genome ranked, none cut off
+    rows = top_architectures(everything, k=max(1, len(everything)), fitness=fitness)
+    front = pareto_front([r.get(by) for r in rows], [float(r["fitness"]) for r in rows])
+    return [rows[i] for i in sorted(front)]  # rows are ranked already: index order is rank order
+
+
 # --------------------------------------------------------------------------------------------
 # text formats
 # --------------------------------------------------------------------------------------------
@@ -157,15 +180,17 @@ def read_json(text: str) -> list[tuple[int, float, Genome]]:
     return [(int(r["rank"]), float(r["fitness"]), parse_genome(r["genome"])) for r in json.loads(text)]
 
 
-def to_paper(rows: Sequence[Mapping[str, Any]]) -> str:
+def to_paper(rows: Sequence[Mapping[str, Any]], *, title: str | None = None) -> str:
     """The seed's tuple form, one architecture per line, named ``rank-1``, ``rank-2``, ...
 
     Networks that are not the seed's (``head`` gap, ``batchnorm``) get a first ``#`` line saying
-    so; :func:`read_paper` skips such lines."""
+    so, a ``title`` a ``#`` line before it; :func:`read_paper` skips such lines."""
     lines = [format_tuple_form(parse_genome(r["genome"]), f"rank-{r['rank']}", float(r["fitness"])) for r in rows]
     if rows and (rows[0].get("head", "flatten") != "flatten" or rows[0].get("batchnorm")):
         lines.insert(0, f"# networks: head {rows[0].get('head', 'flatten')}, "
                         f"batchnorm {'on' if rows[0].get('batchnorm') else 'off'} (not the seed's)")
+    if title:
+        lines.insert(0, f"# {one_line(title, None)}")
     return "".join(line + "\n" for line in lines)
 
 
@@ -386,7 +411,7 @@ def export_text(rows: Sequence[Mapping[str, Any]], fmt: str, *, title: str | Non
     if fmt == "json":
         return to_json(rows)
     if fmt == "paper":
-        return to_paper(rows)
+        return to_paper(rows, title=title)
     if fmt == "markdown":
         return to_markdown(rows, title=title)
     raise ValueError(f"{fmt!r} is not a text export format; expected json, paper or markdown")

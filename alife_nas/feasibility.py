@@ -15,19 +15,19 @@ from typing import Sequence
 
 import numpy as np
 
-from alife_nas.config import SearchConfig
-from alife_nas.contract import EvalRequest
-from alife_nas.genome import Genome, shorten
+from alife_nas.config import ConfigError, SearchConfig
+from alife_nas.contract import EvalRequest, init_keywords
+from alife_nas.genome import Genome, one_line, shorten
 from alife_nas.strategies import STRATEGIES
 
-__all__ = ["REFUSE_ABOVE", "Feasibility", "initial_genomes", "check_initial_population"]
+__all__ = ["REFUSE_ABOVE", "Feasibility", "initial_genomes", "check_init_genomes_fit", "check_initial_population"]
 
 #: A run is refused at creation when more than this share of its initial genomes would be
 #: refused for size (a quarter: 4 of a 4×4 lattice's 16 cells, 20 of a 9×9 lattice's 81).
 REFUSE_ABOVE = 0.25
 
 #: What helps when too much is refused: the options named in the refusal.
-HELPS = "--head gap, --image-size, --max-memory, --max-params or a smaller --filters set"
+HELPS = "--head gap, --image-size, --max-memory, --max-params, --max-flops or a smaller --filters set"
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,19 @@ class _Recorder:
 def initial_genomes(config: SearchConfig) -> list[Genome]:
     """The genomes the run's initialisation asks to train, in order (repeats included)."""
     recorder = _Recorder()
-    STRATEGIES[config.strategy](config.method).initialize(np.random.default_rng(config.seed), recorder)
+    STRATEGIES[config.strategy](config.method).initialize(np.random.default_rng(config.seed), recorder,
+                                                          **init_keywords(config.init_genomes))
     return recorder.genomes
+
+
+def check_init_genomes_fit(config: SearchConfig) -> None:
+    """A one-line ConfigError when the strategy cannot place the run's known genomes (``init_genomes``:
+    more than its lattice has cells or its population members); found by drawing its initial genomes."""
+    if config.init_genomes:
+        try:
+            initial_genomes(config)
+        except ValueError as exc:  # the strategy's own refusal, which names the limit
+            raise ConfigError(one_line(exc)) from None
 
 
 def check_initial_population(config: SearchConfig, input_shape: Sequence[int], num_classes: int,

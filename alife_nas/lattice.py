@@ -29,6 +29,9 @@ class Lattice:
         self.genomes: list[list[Genome | None]] = [[None] * self.size for _ in range(self.size)]
         self.fitness = np.zeros((self.size, self.size), dtype=float)
         self.age = np.zeros((self.size, self.size), dtype=int)
+        # --inherit-weights: the genome key of the training whose weights each cell holds (None:
+        # its genome's own fresh training); kept only by runs that inherit
+        self.weights: list[list[str | None]] = [[None] * self.size for _ in range(self.size)]
 
     # --- cells ---------------------------------------------------------------------------
     def cells(self) -> Iterator[Cell]:
@@ -43,11 +46,16 @@ class Lattice:
             raise ValueError(f"cell {cell} is empty")
         return genome
 
-    def set(self, cell: Cell, genome: Genome, fitness: float, step: int) -> None:
+    def set(self, cell: Cell, genome: Genome, fitness: float, step: int, weights: str | None = None) -> None:
         r, c = cell
         self.genomes[r][c] = genome
         self.fitness[r, c] = fitness
         self.age[r, c] = step
+        self.weights[r][c] = weights
+
+    def weights_key(self, cell: Cell) -> str:
+        """The genome key of the training whose weights ``cell`` holds (``--inherit-weights``)."""
+        return self.weights[cell[0]][cell[1]] or str(self.genome(cell))
 
     def refresh_fitness(self, current: Callable[[Genome], float | None]) -> int:
         """Give every cell its genome's current fitness where ``current`` knows one (``--reevaluate``:
@@ -163,8 +171,9 @@ class Lattice:
         return cell, self.genome(cell), float(self.fitness[cell])
 
     def to_dict(self) -> dict:
-        """JSON-safe snapshot: genomes as compact text, fitness, age and geometry."""
-        return {
+        """JSON-safe snapshot: genomes as compact text, fitness, age and geometry (and, in a run
+        that inherits weights, each cell's weights key)."""
+        snapshot = {
             "size": self.size,
             "radius": self.radius,
             "torus": self.torus,
@@ -172,6 +181,9 @@ class Lattice:
             "fitness": self.fitness.tolist(),
             "age": self.age.tolist(),
         }
+        if any(key is not None for row in self.weights for key in row):
+            snapshot["weights"] = [list(row) for row in self.weights]
+        return snapshot
 
     @classmethod
     def from_dict(cls, data: dict) -> "Lattice":
@@ -179,6 +191,8 @@ class Lattice:
         lattice.genomes = [[None if g is None else parse_genome(g) for g in row] for row in data["genomes"]]
         lattice.fitness = np.array(data["fitness"], dtype=float)
         lattice.age = np.array(data["age"], dtype=int)
+        if "weights" in data:
+            lattice.weights = [list(row) for row in data["weights"]]
         return lattice
 
     def __eq__(self, other: object) -> bool:

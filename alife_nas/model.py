@@ -14,13 +14,16 @@ so existing imports keep working.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import nn
 
 from alife_nas.genome import Conv, Genome
 from alife_nas.shapes import INITS, ModelInfo, check_caps, describe_genome, layer_plan
 
-__all__ = ["ModelInfo", "GenomeNet", "describe_genome", "build_model", "check_caps", "count_params", "INITS"]
+__all__ = ["ModelInfo", "GenomeNet", "describe_genome", "build_model", "conv_modules", "inherit_weights", "check_caps",
+           "count_params", "INITS"]
 
 
 class GenomeNet(nn.Module):
@@ -82,6 +85,66 @@ def build_model(
     model = GenomeNet(info, nn.Sequential(*layers))
     _init_weights(model, init)
     return model
+
+
+def conv_modules(genome: Genome, input_shape: tuple[int, int, int], batchnorm: bool = False) -> dict[int, list[int]]:
+    """Genome layer index -> indices in ``features`` of the modules holding its weights (the
+    conv, and its batch norm): the layout :func:`build_model` builds (skipped pools take none)."""
+    out: dict[int, list[int]] = {}
+    index = 0
+    for number, step in enumerate(layer_plan(genome, input_shape, batchnorm)):
+        if step.skipped:
+            continue
+        if isinstance(step.layer, Conv):
+            out[number] = [index, index + 1] if batchnorm else [index]
+            index += 3 if batchnorm else 2
+        else:
+            index += 1
+    return out
+
+
+@torch.no_grad()
+def inherit_weights(model: GenomeNet, genome: Genome, sources: Sequence[tuple[dict, Genome, Sequence[tuple[int, int]],
+                                                                          bool]]) -> int:
+    """Copy trained weights into a freshly initialised ``model`` of ``genome``; returns the layers copied.
+
+    ``sources``: per parent, (its state_dict, its genome, (child layer, parent layer) pairs, offer
+    its head?). A layer (a conv with its bias and batch norm; the hidden or the classifier
+    Linear) is copied only when every one of its tensors has the parent's shape; the rest keeps
+    its fresh initialisation (docs/method.md, "Weight inheritance").
+    """
+    info = model.info
+    ours = conv_modules(genome, info.input_shape, info.batchnorm)
+    state = model.state_dict()
+    copied = 0
+
+    def take(mine: list[str], theirs: list[str], parent: dict) -> int:
+        tensors = [(m, t) for m, t in zip(mine, theirs) if m in state]
+        if not tensors or any(t not in parent or parent[t].shape != state[m].shape for m, t in tensors):
+            return 0
+        for m, t in tensors:
+            state[m].copy_(parent[t])
+        return 1
+
+    for parent_state, parent_genome, pairs, head in sources:
+        theirs = conv_modules(parent_genome, info.input_shape, info.batchnorm)
+        for child_layer, parent_layer in pairs:
+            if child_layer not in ours or parent_layer not in theirs:
+                continue  # a pool, or a layer not built on this input
+            names = [[f"features.{i}.{n}" for n in _TENSORS] for i in ours[child_layer]]
+            other = [[f"features.{i}.{n}" for n in _TENSORS] for i in theirs[parent_layer]]
+            if len(names) == len(other):
+                copied += take([a for group in names for a in group], [b for group in other for b in group],
+                               parent_state)
+        if head:
+            for linear in ("hidden", "classifier"):
+                copied += take([f"{linear}.weight", f"{linear}.bias"], [f"{linear}.weight", f"{linear}.bias"],
+                               parent_state)
+    return copied
+
+
+#: A conv's or a batch norm's tensors (those a module lacks are left out).
+_TENSORS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
 def count_params(model: nn.Module) -> int:

@@ -22,8 +22,9 @@ from alife_nas.validation import check_bool, check_choice, check_int, check_numb
 __all__ = ["Spec", "option", "spec_of", "specs", "check_fields", "KINDS"]
 
 #: What a value is: ``int``, ``number`` (int or float), ``bool``, ``choice`` (one of ``choices``),
-#: ``text`` (a non-empty string) and ``filters`` (a set of filter counts, checked by the class).
-KINDS = ("int", "number", "bool", "choice", "text", "filters")
+#: ``text`` (a non-empty string), ``filters`` (a set of filter counts, checked by the class) and
+#: ``genomes`` (a list of genomes, checked by the class; the command line reads them from a file).
+KINDS = ("int", "number", "bool", "choice", "text", "filters", "genomes")
 
 
 @dataclass(frozen=True)

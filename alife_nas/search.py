@@ -34,9 +34,16 @@ from alife_nas.config import (
     continuing_device,
     settings_hash,
 )
-from alife_nas.contract import Evaluator, would_enter
-from alife_nas.feasibility import HELPS, REFUSE_ABOVE, Feasibility, check_initial_population
-from alife_nas.evaluation import CachedEvaluator, Reevaluating, ResultCallback, ScoreFn
+from alife_nas.contract import Evaluator, init_keywords, would_enter
+from alife_nas.feasibility import (
+    HELPS,
+    REFUSE_ABOVE,
+    Feasibility,
+    check_init_genomes_fit,
+    check_initial_population,
+)
+from alife_nas.inheritance import WeightsFolder
+from alife_nas.evaluation import CachedEvaluator, Halving, Reevaluating, ResultCallback, ScoreFn, halving_rung
 from alife_nas.executors import ProgressFn, check_available, executor_name, make_executor
 from alife_nas.store import RunStore, StepRow, rank_key, refuse_existing_run, run_files
 from alife_nas.strategies import STRATEGIES
@@ -73,10 +80,16 @@ class Search:
         self.device_note: str | None = None  # set by open when the run goes on on another kind of device
         self.executor = make_executor(config, score, data)
         self.strategy = STRATEGIES[config.strategy](config.method)
-        self.evaluator = CachedEvaluator(store, self.executor, config.seed, config.device, prune=config.fitness.prune)
+        #: --inherit-weights: the trained weights of what the strategy holds, in RUN/weights
+        self.weights = (WeightsFolder(store.run_dir, store.settings_hash)
+                        if getattr(config.method, "inherit_weights", False) else None)
+        self.evaluator = CachedEvaluator(store, self.executor, config.seed, config.device, prune=config.fitness.prune,
+                                         weights=self.weights)
         #: What the strategy scores through: the cache itself, or with --reevaluate K > 1 the
         #: re-training gate over it (K = 1 leaves the seed's protocol untouched).
         self.evaluate: Evaluator = self.evaluator
+        if config.fitness.prune == "halving":
+            self.evaluate = Halving(self.evaluator, halving_rung(config.training.max_epochs))
         if config.fitness.reevaluate > 1:
             self.evaluate = Reevaluating(self.evaluator, config.fitness.reevaluate,
                                          lambda request, fitness: would_enter(self.strategy, request, fitness))
@@ -85,6 +98,21 @@ class Search:
         if last is not None:
             self.strategy.load_state(last.strategy_state, last.lattice)
             self.rng.bit_generator.state = last.rng_state
+        self._tidy_weights()
+
+    def _tidy_weights(self) -> None:
+        """``--inherit-weights``: remove the weights no cell holds, but keep those of trainings
+        stored for the step about to run (a killed attempt's: a replay finds them as the first
+        attempt had them), so every step starts from the same files, killed or not."""
+        if self.weights is None:
+            return
+        held = set(held_weights(self.strategy.lattice()))
+        upcoming = self.steps_done + 1 if self.store.initialized else 0
+        self.weights.keep(held | set(self.store.genome_keys(from_step=upcoming)))
+
+    def initial_trainings(self) -> int:
+        """How many genomes the run's step 0 asks to score, its known genomes (``init_genomes``) included."""
+        return self.strategy.initial_trainings(**init_keywords(self.config.init_genomes))
 
     # --- making one ------------------------------------------------------------------------
     @classmethod
@@ -102,6 +130,7 @@ class Search:
         made: ``run_dir`` is left as it was (absent, or as it was found).
         """
         config = config or SearchConfig()
+        check_init_genomes_fit(config)  # more known genomes than the lattice or population holds
         refuse_existing_run(run_dir)  # before the data set is loaded for nothing
         config = dataclasses.replace(config, device=_resolve_device(config.device, real=score is None))
         check_available(config)
@@ -241,7 +270,7 @@ class Search:
             if isinstance(self.evaluate, Reevaluating):
                 self.evaluate.begin(step)  # from the store as the step begins, also when it is replayed
             if step == 0:
-                record = self.strategy.initialize(self.rng, self.evaluate)
+                record = self.strategy.initialize(self.rng, self.evaluate, **init_keywords(self.config.init_genomes))
             else:
                 record = self.strategy.step(self.rng, self.evaluate, step)
             self.store.commit_step(StepRow(
@@ -249,6 +278,7 @@ class Search:
                 cache_hits=self.evaluator.cache_hits, wall_time=time.perf_counter() - start,
                 strategy_state=self.strategy.state(), rng_state=self.rng.bit_generator.state,
             ))
+            self._tidy_weights()
             if on_step:
                 on_step(self.summary(record))
             idle = idle + 1 if self.evaluator.trainings == 0 else 0
@@ -320,6 +350,24 @@ def device_change(trained_on: list[str | None], device: str) -> str | None:
             f"{device}: trainings on the two can give different fitness for the same genome and seed")
 
 
+def _kept_weights(store: RunStore) -> dict[str, int] | None:
+    """``--inherit-weights``: the files and bytes of trained weights the run keeps; None otherwise."""
+    if not getattr(store.config.method, "inherit_weights", False):
+        return None
+    files, size = WeightsFolder(store.run_dir, store.settings_hash).size()
+    return {"files": files, "bytes": size}
+
+
+def held_weights(snapshot: dict | None) -> list[str]:
+    """The weights keys a lattice snapshot's cells hold (``--inherit-weights``): a cell's own key,
+    or its genome for a fresh training."""
+    if not snapshot:
+        return []
+    keys = snapshot.get("weights") or [[None] * len(row) for row in snapshot["genomes"]]
+    return [key or genome for grow, krow in zip(snapshot["genomes"], keys) for genome, key in zip(grow, krow)
+            if genome is not None]
+
+
 def train_flops(flop_epochs: int, dataset_info: dict | None) -> int | None:
     """Training compute of a run: forward FLOPs x training images x 3 (forward and backward),
     summed over its trainings' epochs; None for a run stored without its split sizes."""
@@ -334,11 +382,13 @@ def read_status(store: RunStore) -> dict[str, Any]:
     """Where a stored run stands, as one JSON-safe dict (``alife-nas status --json``).
 
     Keys: run_dir, config (the stored config, nested, option names as everywhere), strategy,
-    dataset, seed, steps, budget, reevaluate, preset, head, batchnorm (the network beyond its
+    dataset, seed, steps, budget, reevaluate, prune, preset, head, batchnorm (the network beyond its
     genome), initialized, init_trainings (the genomes the
-    initialisation trains), steps_done, trainings, cache_hits, failures, train_flops (the training
+    initialisation trains), steps_done, trainings, cache_hits, failures, pruned (trainings
+    stopped by ``--prune``, counted in trainings, not failures), train_flops (the training
     compute: forward FLOPs x training images x 3 per epoch, summed; None for runs stored without
-    their split sizes), failures_by_kind (kind ->
+    their split sizes), weights ({files, bytes} of the trained weights kept in RUN/weights with
+    ``--inherit-weights``; None without), failures_by_kind (kind ->
     count, an example reason and genome), epochs, train_seconds,
     devices, lattice (L×L of {genome, fitness}, or None), best and best_in_lattice. ``best`` is
     the best genome by :func:`~alife_nas.store.rank_key` (failures left out; None before a
@@ -384,18 +434,22 @@ def read_status(store: RunStore) -> dict[str, Any]:
         "steps": config.stop.steps,
         "budget": config.stop.budget,
         "reevaluate": config.fitness.reevaluate,
+        "prune": config.fitness.prune,
         "preset": config.training.preset,
         "head": config.training.head,
         "batchnorm": config.training.batchnorm,
         "initialized": store.initialized,
-        "init_trainings": STRATEGIES[config.strategy](config.method).initial_trainings(),
+        "init_trainings": STRATEGIES[config.strategy](config.method).initial_trainings(
+            **init_keywords(config.init_genomes)),
         "steps_done": totals["steps_done"],
         "trainings": totals["trainings"],
         "cache_hits": totals["cache_hits"],
         "failures": totals["failures"],
+        "pruned": totals["pruned"],
         "failures_by_kind": store.failures_by_kind(),
         "epochs": totals["epochs"],
         "train_flops": train_flops(totals["flop_epochs"], store.dataset_info),
+        "weights": _kept_weights(store),
         "train_seconds": round(totals["train_seconds"], 3),
         "devices": totals["devices"],
         "lattice": lattice,

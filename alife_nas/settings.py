@@ -86,6 +86,8 @@ class TrainSettings:
     max_layers: int = option(40, "Refuse genomes with more layers (fitness 0); 0 = no cap.", low=0, high=10_000)
     max_params: int = option(0, "Refuse networks with more parameters (fitness 0); 0 = no cap.",
                              low=0, high=10**12)
+    max_flops: int = option(0, "Refuse networks with more forward FLOPs per image, 2 per multiply-add (fitness 0); "
+                            "0 = no cap.", low=0, high=10**18)
     max_memory: float = option(16.0, "Refuse networks whose training needs more than this many GiB, estimated "
                                "from their shapes (fitness 0); 0 = no cap.", low=0.0, high=2.0**20)
     # reporting
@@ -126,11 +128,17 @@ class TrainSettings:
         """Why these settings' caps refuse the network (None: it may train). The memory cap counts
         the batch a training really uses: at most ``train_images`` when that is known."""
         batch = self.batch_size if train_images is None else min(self.batch_size, train_images)
-        return check_caps(info, self.max_layers, self.max_params, self.max_memory, batch)
+        return check_caps(info, self.max_layers, self.max_params, self.max_memory, batch, self.max_flops)
+
+    def hashed(self) -> dict[str, Any]:
+        """:meth:`to_dict` less the knobs added later that are at the value meaning "absent"
+        (:data:`_HASHED_WHEN_SET`): what cache keys hash, so a run that does not use such a knob
+        keeps the settings hash it had before the knob existed (and shares its cache)."""
+        return {k: v for k, v in self.to_dict().items() if k not in _HASHED_WHEN_SET or v != _HASHED_WHEN_SET[k]}
 
     def fingerprint(self) -> str:
-        """Short stable hash of every knob (for caches keyed on genome + settings)."""
-        return stable_hash(self.to_dict())
+        """Short stable hash of every knob (for caches keyed on genome + settings), as :meth:`hashed`."""
+        return stable_hash(self.hashed())
 
 
 def stable_hash(data: dict[str, Any]) -> str:
@@ -170,6 +178,10 @@ _STORED_DEFAULTS = PRESETS["paper"]
 #: ... and a run stored before the memory cap existed had none (its head and batchnorm, missing
 #: too, read as the paper preset's: flatten, off -- what every network was then).
 _BEFORE_MEMORY_CAP = {"max_memory": 0.0}
+#: Knobs added after settings were first hashed, with the value an older run reads them as (no cap);
+#: at that value they are left out of the hashed form (:meth:`TrainSettings.hashed`). A knob added
+#: later goes here with its neutral value; 0 here must be the value every preset has.
+_HASHED_WHEN_SET: dict[str, Any] = {"max_flops": 0}
 
 
 def make_settings(preset: str = "fast", **overrides: Any) -> TrainSettings:

@@ -213,8 +213,9 @@ def _gib(n_bytes: float) -> str:
 
 
 def check_caps(info: ModelInfo, max_layers: int | None, max_params: int | None,
-               max_memory: float | None = None, batch_size: int = 128) -> str | None:
-    """Reason the genome is too large to train (layers, parameters, estimated memory), or None.
+               max_memory: float | None = None, batch_size: int = 128, max_flops: int | None = None) -> str | None:
+    """Reason the genome is too large to train (layers, parameters, forward FLOPs per image,
+    estimated memory), or None.
 
     ``max_memory`` is in GiB, against :func:`training_memory` at ``batch_size``. The message
     names the setting, not a command-line flag: caps come from the CLI, config files and the
@@ -224,6 +225,9 @@ def check_caps(info: ModelInfo, max_layers: int | None, max_params: int | None,
         return f"genome has {info.genome_layers} layers, more than the cap of {max_layers} (max_layers)"
     if max_params is not None and max_params > 0 and info.params > max_params:
         return f"network has {info.params:,} parameters, more than the cap of {max_params:,} (max_params)"
+    if max_flops is not None and max_flops > 0 and info.flops > max_flops:
+        return (f"network needs {info.flops:,} FLOPs per image (forward), more than the cap of {max_flops:,} "
+                "(max_flops)")
     if max_memory is not None and max_memory > 0:
         need = training_memory(info, batch_size)
         if need > max_memory * 2**30:

@@ -544,6 +544,22 @@ class RunStore:
             )
         return Evaluation(**{**asdict(ev), "order": int(cur.lastrowid)})
 
+    def genome_keys(self, from_step: int) -> list[str]:
+        """The genome part of the cache keys of the finished trainings stored at ``from_step`` or
+        later (``--inherit-weights``: whose weights a replayed step may still start from)."""
+        rows = self._conn.execute("SELECT cache_key FROM evaluations WHERE step >= ? AND failure IS NULL",
+                                  (int(from_step),))
+        return [key.partition(":")[2] for (key,) in rows]
+
+    def training_at(self, cache_key: str, step: int, index: int) -> Evaluation | None:
+        """The first training of this cache key made for (``step``, ``index``): the one stopped
+        there (``--prune halving``'s rung, kept under ``KEY#pruned-ID``) before a full one."""
+        row = self._conn.execute(
+            f"SELECT {self._eval_columns} FROM evaluations WHERE step = ? AND idx = ? "
+            "AND (cache_key = ? OR substr(cache_key, 1, ?) = ?) ORDER BY failure_kind IS NOT ?, id LIMIT 1",
+            (int(step), int(index), cache_key, len(cache_key) + 8, cache_key + "#pruned-", PRUNED)).fetchone()
+        return None if row is None else _eval_row(row)
+
     def epoch_medians(self, before_step: int) -> list[tuple[float, int]]:
         """Per epoch e (index e - 1): the median validation accuracy of the finished (not failed,
         not pruned) first trainings stored before ``before_step`` that reached e, and how many
@@ -678,6 +694,17 @@ class RunStore:
                      self._conn.execute("SELECT id, cache_key, fitness, step FROM samples")]
         return [(key, float(f)) for *_, key, f in sorted(rows)]
 
+    def training_costs(self) -> list[tuple[int, int | None]]:
+        """(epochs, forward FLOPs per image) of every training, in :meth:`trainings_in_order`'s
+        order (a further sample has its genome's FLOPs): what ``compare --cost`` adds up."""
+        rows = [(step, 0, i, e or 0, f) for i, e, f, step in
+                self._conn.execute("SELECT id, epochs, flops, step FROM evaluations")]
+        if self._has_samples():
+            rows += [(step, 1, i, e or 0, f) for i, e, f, step in self._conn.execute(
+                "SELECT s.id, s.epochs, e.flops, s.step FROM samples s LEFT JOIN evaluations e "
+                "ON e.cache_key = s.cache_key")]
+        return [(int(e), None if f is None else int(f)) for *_, e, f in sorted(rows)]
+
     def genome_fitness(self) -> dict[str, FitnessStats]:
         """Every genome's fitness over all its trainings (mean, lowest, highest, how many), by compact genome."""
         return {key.partition(":")[2]: FitnessStats.of(values) for key, values in self.sample_fitness().items()}
@@ -744,21 +771,23 @@ class RunStore:
         return int(self._conn.execute("SELECT COALESCE(SUM(cache_hits), 0) FROM steps").fetchone()[0])
 
     def totals(self) -> dict:
-        """Counters for ``status``: trainings, failures, epochs, time spent training, and
+        """Counters for ``status``: trainings, failures, pruned (trainings stopped by ``--prune``:
+        trainings with their epochs, not failures), epochs, time spent training, and
         ``flop_epochs`` (each training's forward FLOPs per image times its epochs, summed).
 
         Every count includes the further samples of genomes (``samples``: how many of the
         trainings they are), so ``trainings`` is what a training budget counts.
         """
         tables = ["evaluations"] + (["samples"] if self._has_samples() else [])
-        n = failures = epochs = seconds = 0
+        n = failures = pruned = epochs = seconds = 0
         devices: set[str | None] = set()
         for table in tables:
             counts = self._conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(failure IS NOT NULL), 0), COALESCE(SUM(epochs), 0),"
-                f" COALESCE(SUM(train_time), 0) FROM {table}"
+                f"SELECT COUNT(*), COALESCE(SUM({_FAILED}), 0), COALESCE(SUM(failure_kind IS ?), 0), "
+                f"COALESCE(SUM(epochs), 0), COALESCE(SUM(train_time), 0) FROM {table}", (PRUNED,)
             ).fetchone()
-            n, failures, epochs, seconds = (a + b for a, b in zip((n, failures, epochs, seconds), counts))
+            n, failures, pruned, epochs, seconds = (
+                a + b for a, b in zip((n, failures, pruned, epochs, seconds), counts))
             devices |= {d for (d,) in self._conn.execute(f"SELECT DISTINCT device FROM {table}")}
         # forward FLOPs per image x epochs, summed (a further sample has its genome's FLOPs)
         flop_epochs = self._conn.execute("SELECT COALESCE(SUM(flops * epochs), 0) FROM evaluations").fetchone()[0]
@@ -766,7 +795,7 @@ class RunStore:
             flop_epochs += self._conn.execute(
                 "SELECT COALESCE(SUM(e.flops * s.epochs), 0) FROM samples s JOIN evaluations e "
                 "ON e.cache_key = s.cache_key").fetchone()[0]
-        return {"trainings": n, "failures": failures, "epochs": epochs, "train_seconds": seconds,
+        return {"trainings": n, "failures": failures, "pruned": pruned, "epochs": epochs, "train_seconds": seconds,
                 "flop_epochs": int(flop_epochs), "samples": self.count_samples(), "cache_hits": self.cache_hits,
                 "steps_done": self.steps_done,
                 "devices": sorted(devices, key=lambda d: (d is not None, d or ""))}
@@ -775,7 +804,7 @@ class RunStore:
         """Failed trainings by kind, for ``status``: ``{kind: {"count", "example", "genome"}}``.
 
         Counted like :meth:`totals` counts ``failures`` (every training whose ``failure`` is set,
-        further samples included), so the counts add up to it. ``example`` is the reason of the
+        pruned ones apart, further samples included), so the counts add up to it. ``example`` is the reason of the
         kind's first failed training (by step, first trainings before further samples, then the
         order they were made) and ``genome`` its genome. A failure stored without a kind (a custom
         fitness function's) counts as ``unknown``. Most frequent kind first, then by name. Reads only.
@@ -786,7 +815,7 @@ class RunStore:
             # SQLite takes the bare columns of a MIN() aggregate from the row holding that minimum
             rows = self._conn.execute(
                 f"SELECT failure_kind, COUNT(*), MIN(id), step, {genome}, failure FROM {table} "
-                "WHERE failure IS NOT NULL GROUP BY failure_kind").fetchall()
+                f"WHERE {_FAILED} GROUP BY failure_kind").fetchall()
             for kind, count, first, step, name, failure in rows:
                 if table == "samples":
                     name = str(name).partition(":")[2]
@@ -804,14 +833,18 @@ class RunStore:
         full row) and further samples alike, by step, first trainings before further samples,
         then in the order they were made (as :meth:`trainings_in_order`). Reads only."""
         rows = [(ev.step, 0, ev.order, 0, ev) for ev in map(_eval_row, self._conn.execute(
-            f"SELECT {self._eval_columns} FROM evaluations WHERE failure IS NOT NULL ORDER BY id").fetchall())]
+            f"SELECT {self._eval_columns} FROM evaluations WHERE {_FAILED} ORDER BY id").fetchall())]
         if self._has_samples():
             for row_id, *row in self._conn.execute(
-                    f"SELECT id, {_SAMPLE_COLUMNS} FROM samples WHERE failure IS NOT NULL ORDER BY id").fetchall():
+                    f"SELECT id, {_SAMPLE_COLUMNS} FROM samples WHERE {_FAILED} ORDER BY id").fetchall():
                 _key, number, ev = _sample_row(tuple(row))
                 rows.append((ev.step, 1, row_id, number, ev))
         return [(number, ev) for *_, number, ev in sorted(rows, key=lambda r: r[:3])]
 
+
+#: SQL: a failed training. A pruned one (``--prune``) is a training stopped on purpose, counted
+#: apart (``totals()["pruned"]``), not a failure.
+_FAILED = f"(failure IS NOT NULL AND failure_kind IS NOT '{PRUNED}')"
 
 #: Evaluation fields in column order ("order" is the id column, "index" the idx column).
 _EVAL_FIELDS = [f.name for f in fields(Evaluation) if f.name != "order"]

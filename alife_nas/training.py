@@ -23,8 +23,10 @@ import copy
 import dataclasses
 import gc
 import math
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -34,7 +36,8 @@ from alife_nas.config import ConfigError, check_device
 from alife_nas.contract import PRUNED, Pruned
 from alife_nas.data import DataSplits
 from alife_nas.genome import Genome, one_line, parse_genome
-from alife_nas.model import ModelInfo, build_model
+from alife_nas.inheritance import WeightPlan
+from alife_nas.model import ModelInfo, build_model, inherit_weights
 from alife_nas.shapes import evaluation_batch
 from alife_nas.settings import PRESETS, TrainSettings, make_settings
 
@@ -81,6 +84,7 @@ class TrainResult:
     at_chance: bool = False
     seed: int = 0
     history: list[float] = field(default_factory=list)  # val accuracy per epoch
+    inherited: int = 0  # layers that started from a parent's trained weights (--inherit-weights)
     weights: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -196,6 +200,17 @@ class _Progress:
     history: list[float] = field(default_factory=list)
     test_accuracy: float | None = None
     weights: dict[str, torch.Tensor] | None = None
+    inherited: int = 0
+
+
+def _save_weights(weights: dict[str, torch.Tensor], path: str) -> None:
+    """Write a state_dict whole or not at all (a temporary file renamed into place), so a kill
+    never leaves a cut-off file that a later child would start from."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    torch.save(weights, temporary)
+    os.replace(temporary, target)
 
 
 class Trainer:
@@ -259,11 +274,14 @@ class Trainer:
         evaluate_test: bool = False,
         on_epoch: Callable[[int, int, float], None] | None = None,
         keep_weights: bool = False,
+        weights: WeightPlan | None = None,
     ) -> TrainResult:
         """Train ``genome`` from ``seed``; never raises for a failed candidate (fitness 0.0).
 
         ``evaluate_test`` measures the test accuracy with the best validation epoch's weights;
         ``keep_weights`` returns those weights as ``result.weights`` (a CPU state_dict).
+        ``weights`` (``--inherit-weights``): start from the trained layers of its sources, and save
+        the best epoch's weights to its ``save_to`` (``result.inherited``: the layers copied).
         """
         start = time.perf_counter()
         genome = parse_genome(genome) if isinstance(genome, str) else genome
@@ -284,7 +302,8 @@ class Trainer:
         try:
             devices = [self.device.index or 0] if self.cuda else []
             with torch.random.fork_rng(devices=devices):
-                self._run(genome, int(seed), evaluate_test, on_epoch, progress, keep_weights)
+                self._run(genome, int(seed), evaluate_test, on_epoch, progress,
+                          keep_weights or bool(weights and weights.save_to), weights)
         except Exception as exc:  # one bad candidate must never end the search
             failure = _classify(exc)
         # Outside the except block the traceback (and the model it references) is gone: free it.
@@ -304,15 +323,22 @@ class Trainer:
             result.fitness = progress.best_val
             result.test_accuracy = progress.test_accuracy
             result.at_chance = progress.best_val <= 1.0 / self.data.num_classes + self.settings.chance_margin
-            result.weights = progress.weights
+            result.weights = progress.weights if keep_weights else None
+            if weights is not None and weights.save_to and progress.weights is not None:
+                _save_weights(progress.weights, weights.save_to)
+        result.inherited = progress.inherited
         return result
 
     # --- the hot loop ------------------------------------------------------------------------
     def _run(self, genome: Genome, seed: int, evaluate_test: bool, on_epoch, progress: _Progress,
-             keep_weights: bool = False) -> None:
+             keep_weights: bool = False, weights: WeightPlan | None = None) -> None:
         s = self.settings
         torch.manual_seed(seed % 2**63)  # inside fork_rng: weights and dropout, caller's RNG untouched
         model = build_model(genome, self.data.input_shape, self.data.num_classes, s.hidden, s.init, s.head, s.batchnorm)
+        if weights is not None and weights.sources:
+            sources = [(torch.load(path, map_location="cpu", weights_only=True), parse_genome(parent), pairs, head)
+                       for path, parent, pairs, head in weights.sources]
+            progress.inherited = inherit_weights(model, genome, sources)
         model = model.to(self.device, memory_format=self.memory_format)
         gen = torch.Generator(device=self.device)
         gen.manual_seed(_data_seed(seed))

@@ -47,6 +47,10 @@ __all__ = [
     "lattice_values",
     "lattice_series",
     "render_heatmaps",
+    "LABELS",
+    "cell_labels",
+    "wrap_genome",
+    "genome_label_layout",
     "render_curves",
     "compact_number",
     "best_so_far",
@@ -88,6 +92,41 @@ def compact_number(value: float) -> str:
             q = v / limit
             return f"{sign}{q:.1f}{suffix}" if q < 10 else f"{sign}{q:.0f}{suffix}"
     return f"{sign}{v:.0f}"
+
+
+#: What ``heatmap --labels`` may write in the cells (None, the default: the drawn metric's values).
+LABELS = ("fitness", "genome", "none")
+#: The room a cell of an L×L heatmap has, in points (the axes of the default figure, about 300 points wide).
+_AXES_POINTS = 300.0
+
+
+def genome_label_layout(size: int) -> tuple[float, int, int]:
+    """(font size, characters a line, lines) of a genome written in a cell of an ``size``×``size`` heatmap."""
+    font = float(np.clip(48.0 / size, 4.0, 8.0))
+    cell = _AXES_POINTS / size
+    # a character of a sans-serif digit is about 0.6 of the font size wide, a line 1.2 of it high
+    return font, max(3, int(cell / (0.6 * font))), max(1, int(cell / (1.2 * font)))
+
+
+def wrap_genome(genome: str, width: int, lines: int) -> str:
+    """A compact genome on at most ``lines`` lines of about ``width`` characters, broken after a
+    ``-`` (never inside a layer); what does not fit ends in ``…``. Joined again without the line
+    breaks, a genome that fits reads exactly as it is written."""
+    layers = genome.split("-")
+    rows: list[str] = []
+    current = ""
+    for n, layer in enumerate(layers):
+        piece = layer + ("-" if n < len(layers) - 1 else "")
+        if current and len(current) + len(piece.rstrip("-")) > width:
+            rows.append(current)
+            current = ""
+        current += piece
+    rows.append(current)
+    if len(rows) > lines:
+        rows = rows[:lines]
+        last = rows[-1]
+        rows[-1] = (last[:max(1, width - 1)] if len(last) >= width else last) + "…"
+    return "\n".join(rows)
 
 
 #: One cell (row, col), or several (a round's masters): what the marker arguments accept.
@@ -238,6 +277,7 @@ class LatticePlot:
         log: bool = False,
         fail_below: float | None = None,
         robust: bool = False,
+        text_size: float | None = None,
     ) -> None:
         rows, cols = int(shape[0]), int(shape[1])
         self.shape = (rows, cols)
@@ -252,7 +292,7 @@ class LatticePlot:
         self._add_images()
         self._draw_grid(size)
         self.text_of = _as_formatter(fmt, finite if finite.size else sample, log)
-        self._add_texts(size, size <= DEFAULT_ANNOTATE_MAX_L if annotate is None else annotate)
+        self._add_texts(size, size <= DEFAULT_ANNOTATE_MAX_L if annotate is None else annotate, text_size)
         self._add_markers(size)
         if colorbar:
             self._add_colorbar(ok, label)
@@ -313,13 +353,14 @@ class LatticePlot:
         for spine in ax.spines.values():
             spine.set_visible(False)
 
-    def _add_texts(self, size: int, annotate: bool) -> None:
-        """One empty text per cell, created once so :meth:`update` only changes strings and colours."""
+    def _add_texts(self, size: int, annotate: bool, text_size: float | None = None) -> None:
+        """One empty text per cell, created once so :meth:`update` only changes strings and colours;
+        ``text_size``: their font size (default: by the lattice's size, for a number)."""
         self.texts: list[list[Any]] = []
         if not annotate:
             return
         rows, cols = self.shape
-        fontsize = float(np.clip(64.0 / size, 5.0, 10.0))
+        fontsize = float(np.clip(64.0 / size, 5.0, 10.0)) if text_size is None else float(text_size)
         for r in range(rows):
             line = []
             for c in range(cols):
@@ -389,10 +430,12 @@ class LatticePlot:
         master: Cells | None = None,
         partner: Cells | None = None,
         changed: Iterable[Sequence[int]] | None = None,
+        texts: Sequence[Sequence[str | None]] | None = None,
     ) -> Figure:
         """Show ``values`` (same shape) with this title and markers; returns the figure.
 
         ``master`` and ``partner`` are one cell ``(r, c)`` or a list of cells (a round's masters).
+        ``texts`` (one string per cell, None for none) are written in the cells instead of the values.
         """
         data = np.asarray(values, dtype=float)
         if data.shape != self.shape:
@@ -411,16 +454,20 @@ class LatticePlot:
         for r, line in enumerate(self.texts):
             for c, txt in enumerate(line):
                 v = data[r, c]
-                if not math.isfinite(v):
+                given = None if texts is None else texts[r][c]
+                if not math.isfinite(v) and given is None:
                     txt.set_text("")
                     continue
                 if failed[r, c]:
                     rgba: Sequence[float] = mcolors.to_rgba(UNDER_COLOR)
-                elif self.log and v <= 0:
+                elif not math.isfinite(v) or (self.log and v <= 0):
                     rgba = mcolors.to_rgba(BAD_COLOR)
                 else:
                     rgba = self.cmap(self.norm(v))
-                txt.set_text("fail" if failed[r, c] else self.text_of(v))
+                if texts is not None:
+                    txt.set_text(given or "")
+                else:
+                    txt.set_text("fail" if failed[r, c] else self.text_of(v))
                 txt.set_color("black" if _luminance(rgba) > 0.30 else "white")
 
         handles = []
@@ -653,14 +700,20 @@ def render_heatmaps(
     *,
     dpi: int = HEATMAP_DPI,
     gif_frame_ms: int = 400,
+    labels: str | None = None,
 ) -> list[Path]:
     """Write heatmap PNGs (``{metric}_step_0000.png`` ...) and, for ``steps='all'``, an animated GIF.
 
     With ``'all'`` every frame shares one colour scale (the range over the whole run), so colours
-    compare across frames; a single step uses its own range. Returns the written paths.
+    compare across frames; a single step uses its own range. ``labels`` is what the cells say:
+    None (the default) the metric's values up to a 12×12 lattice, ``fitness`` each cell's fitness
+    whatever the colour shows, ``genome`` its genome (:func:`cell_labels`), ``none`` nothing; an
+    asked-for label is written on any lattice. Returns the written paths.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    if labels is not None and labels not in LABELS:
+        raise ValueError(f"unknown labels {labels!r}; expected one of {', '.join(LABELS)}")
     config = store.config
     step_rows = store.step_rows()  # every step's record and lattice: read once
     all_rows = [r for r in step_rows if r.lattice]
@@ -681,9 +734,13 @@ def render_heatmaps(
     fail_below = 1e-12 if metric == "fitness" else None
     # 'all': one figure, one colour scale (the whole run's range), updated frame by frame
     scale = np.stack(frames) if steps == "all" else frames[0]
+    # the metric's own values need no texts of their own (the plot formats them, as it always has)
+    own = labels is None or (labels == "fitness" and metric == "fitness")
+    size = max(frames[0].shape)
     plot = LatticePlot(
         frames[0].shape, scale_values=scale, cmap=_CMAPS[metric], label=METRICS[metric], log=log,
-        fail_below=fail_below, robust=metric == "fitness",
+        fail_below=fail_below, robust=metric == "fitness", annotate=None if labels is None else labels != "none",
+        text_size=genome_label_layout(size)[0] if labels == "genome" else None,
     )
 
     out = Path(out_dir)
@@ -698,6 +755,7 @@ def render_heatmaps(
             master=record_cells(record, "master"),
             partner=record_cells(record, "partner"),
             changed=changed_cells(row),
+            texts=None if own or labels == "none" else cell_labels(row, labels),
         )
 
     if len(chosen) > 1:
@@ -721,6 +779,25 @@ def render_heatmaps(
         _write_gif(written, gif_path, gif_frame_ms)
         written.append(gif_path)
     return written
+
+
+def cell_labels(step_row: StepRow, labels: str) -> list[list[str]]:
+    """What each cell of a step's lattice says for ``labels``: ``genome`` its genome, wrapped (or
+    shortened with ``…``) to fit a cell (:func:`wrap_genome`); ``fitness`` its fitness, ``fail``
+    for a failed one (fitness 0), as a fitness heatmap writes it."""
+    lattice = step_row.lattice
+    if not lattice:
+        raise ValueError(f"step {step_row.step} has no lattice (not a lattice strategy)")
+    if labels == "genome":
+        genomes = lattice["genomes"]
+        _font, width, lines = genome_label_layout(max(len(genomes), max(len(row) for row in genomes)))
+        return [[wrap_genome(str(g), width, lines) for g in row] for row in genomes]
+    if labels == "fitness":
+        values = lattice_values(step_row, "fitness")
+        text_of = _default_formatter(values, False)
+        return [["fail" if math.isfinite(v) and v < 1e-12 else text_of(v) if math.isfinite(v) else "" for v in row]
+                for row in values]
+    raise ValueError(f"cells are labelled with their fitness or genome, not {labels!r}")
 
 
 def _write_gif(frames: Sequence[Path], path: Path, frame_ms: int) -> None:

@@ -35,6 +35,8 @@ from alife_nas.export import (
     model_shape,
     safe_target,
     network_settings,
+    PARETO_SIZES,
+    pareto_architectures,
     top_architectures,
     with_retraining,
     write_export,
@@ -61,6 +63,8 @@ __all__ = [
 #: Every format :func:`export_run` writes: the text formats, then the model formats.
 EXPORT_FORMATS = FORMATS + ("onnx",)
 _MODEL_FORMATS = ("pytorch", "onnx")
+#: How an export's title names the size a Pareto front is drawn against.
+_SIZE_WORDS = {"params": "parameters", "flops": "forward FLOPs per image"}
 
 
 class WorkflowError(ValueError):
@@ -132,8 +136,13 @@ class ExportResult:
 def export_run(run_dir: str | Path, *, top: int = TOP_K, fmt: str = "markdown", out: str | Path | None = None,
                force: bool = False, retrain: bool = False, retrain_seeds: int = 1, device: str | None = None,
                data_dir: str | None = None, on_progress: Progress | None = None,
-               failures: bool = False) -> ExportResult:
+               failures: bool = False, pareto: str | None = None) -> ExportResult:
     """Export the ``top`` best distinct architectures of ``run_dir`` as ``fmt``.
+
+    With ``pareto`` (``params`` or ``flops``) the architectures are instead the Pareto front of
+    validation accuracy against that size (:func:`alife_nas.export.pareto_architectures`): every
+    one of them, best first, each with its rank among all the run's genomes; ``top`` does not
+    apply. Markdown and paper say so in a title line.
 
     With ``failures`` the export is instead every failed training of the run (genome, kind,
     reason, step, index; :func:`alife_nas.export.failure_rows`), as json or markdown, written to
@@ -154,6 +163,10 @@ def export_run(run_dir: str | Path, *, top: int = TOP_K, fmt: str = "markdown", 
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise WorkflowError(f"top must be a whole number of at least 1, got {top!r}")
     seeds = _seeds(retrain_seeds)
+    if pareto is not None and pareto not in PARETO_SIZES:
+        raise WorkflowError(f"pareto must be one of {', '.join(PARETO_SIZES)}, got {pareto!r}")
+    if failures and pareto is not None:
+        raise WorkflowError("--pareto does not apply to --failures (a failed training has no accuracy)")
     if failures:
         return _export_failures(run_dir, fmt, out, force=force, retrain=retrain, on_progress=on_progress)
     info_problem = None
@@ -169,7 +182,8 @@ def export_run(run_dir: str | Path, *, top: int = TOP_K, fmt: str = "markdown", 
         except ValueError as exc:  # only the model formats need it: complain below if they do
             info, info_problem = None, f"its data set record is damaged ({one_line(exc)})"
     try:
-        rows = top_architectures(evaluations, k=top, fitness=fitness)
+        rows = (top_architectures(evaluations, k=top, fitness=fitness) if pareto is None
+                else pareto_architectures(evaluations, by=pareto, fitness=fitness))
         rows = [{**row, **network_settings(config.training)} for row in rows]
     except ValueError as exc:  # a stored genome no parser reads: the database was damaged
         raise RunStoreError(f"{run_dir}: the run database holds a genome that cannot be read ({exc})") from None
@@ -221,11 +235,12 @@ def export_run(run_dir: str | Path, *, top: int = TOP_K, fmt: str = "markdown", 
         result.rows = _retrain_rows(rows, config, device, seeds, write_models if models else None, on_progress)
     elif models:
         write_models(rows)
+    title = None if pareto is None else f"Pareto front: validation accuracy against {_SIZE_WORDS[pareto]}"
     if target is None:
-        result.text = export_text(result.rows, fmt)
+        result.text = export_text(result.rows, fmt, title=title)
     elif not models:
         try:
-            result.files.extend(write_export(result.rows, fmt, real))
+            result.files.extend(write_export(result.rows, fmt, real, title=title))
         except (OSError, ValueError) as exc:
             raise WorkflowError(f"cannot write the export to {target}: {exc}") from exc
     return result
@@ -296,27 +311,33 @@ class ComparisonReport:
     """What :func:`compare_runs` found: every run's curve (``test_accuracy`` set when re-trained),
     the budget every run was cut at (``budget_given``: it was asked for, else the smallest run's),
     the settings that differ from the first run's (``(run_dir, differences)``, with ``force``),
-    the table, and the files written (``comparison.txt``, ``comparison.png``; none without ``out``)."""
+    the table, and the files written (``comparison.txt``, ``comparison.png``; none without ``out``).
+    ``cost`` is what the budget and the x-axis count (trainings, epochs or flops)."""
 
     run_dirs: list[Path]
     curves: list[RunCurve]
-    budget: int
+    budget: float
     budget_given: bool
     table: str
     differences: list[tuple[Path, list[str]]] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    cost: str = "trainings"
 
     def figure(self) -> Any:
         """The comparison plot (a matplotlib Figure): :func:`alife_nas.compare.plot_comparison`."""
         from alife_nas.compare import plot_comparison
 
-        return plot_comparison(self.curves, budget=self.budget)
+        return plot_comparison(self.curves, budget=self.budget, cost=self.cost)
 
 
-def compare_runs(run_dirs: Sequence[str | Path], *, budget: int | None = None, out: str | Path | None = None,
+def compare_runs(run_dirs: Sequence[str | Path], *, budget: float | None = None, out: str | Path | None = None,
                  force: bool = False, retrain: bool = False, retrain_seeds: int = 1, device: str | None = None,
-                 on_progress: Progress | None = None) -> ComparisonReport:
-    """Compare runs at one budget of trainings (several seeds per strategy: median and min–max).
+                 on_progress: Progress | None = None, cost: str = "trainings") -> ComparisonReport:
+    """Compare runs at one budget (several seeds per strategy: median and min–max).
+
+    ``cost`` is what the budget and the x-axis count: ``trainings`` (the default), ``epochs``
+    trained or training ``flops`` (forward FLOPs x training images x 3 per epoch), which count a
+    pruned training (``--prune``) for what it cost.
 
     The runs must share their data set and training settings, else WorkflowError names the
     first difference; with ``force`` each difference is reported (a ``"warning"`` event) and the
@@ -346,9 +367,9 @@ def compare_runs(run_dirs: Sequence[str | Path], *, budget: int | None = None, o
         for difference in found:
             _report(on_progress, "warning", f"warning: {names[index]} differs from {names[0]}: {difference}")
     try:
-        cut = common_budget(curves, budget)
+        cut = common_budget(curves, budget, cost)
     except ValueError as exc:
-        raise WorkflowError(f"--{exc}") from None
+        raise WorkflowError(f"--{exc}" if str(exc).startswith("budget") else str(exc)) from None
     if cut == 0:
         empty = next(name for name, curve in zip(names, curves) if not curve.best)
         raise WorkflowError(f"{empty} has no training yet: nothing to compare")
@@ -361,7 +382,7 @@ def compare_runs(run_dirs: Sequence[str | Path], *, budget: int | None = None, o
     if retrain:
         _retrain_best(curves, configs, device, seeds, on_progress)
     report = ComparisonReport(run_dirs=run_dirs, curves=curves, budget=cut, budget_given=budget is not None,
-                              table=comparison_table(curves, cut), differences=differences)
+                              table=comparison_table(curves, cut, cost), differences=differences, cost=cost)
     if out_dir is not None:
         from alife_nas.visualize import save_figure
 

@@ -1,6 +1,7 @@
 import dataclasses
 
 import pytest
+from matplotlib.figure import Figure
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,6 +14,7 @@ from alife_nas.compare import (
     load_curve,
     plot_comparison,
     setting_differences,
+    spent,
 )
 from alife_nas.config import SearchConfig, settings_hash
 from alife_nas.store import RunStore
@@ -186,3 +188,22 @@ def test_a_variant_is_grouped_under_its_own_label():
     assert strategy_label(SearchConfig.from_options(reevaluate=2)) == "neuralfinder-re2"
     assert strategy_label(SearchConfig.from_options(better_by="error")) == "neuralfinder-error"
     assert strategy_label(SearchConfig.from_options(strategy="ga", reevaluate=3)) == "ga-re3"
+
+
+def test_spend_in_epochs_cuts_each_run_where_its_epochs_run_out():
+    runs = [RunCurve("full", "neuralfinder", 0, [0.5, 0.6, 0.7, 0.8], "16", 0.8, epochs=[4, 4, 4, 4]),
+            RunCurve("halved", "neuralfinder-halving", 0, [0.5, 0.5, 0.75, 0.75, 0.9], "32", 0.9,
+                     epochs=[4, 1, 4, 1, 1])]
+    assert spent(runs[0], "epochs") == [4, 8, 12, 16] and spent(runs[1], "trainings") == [1, 2, 3, 4, 5]
+    assert common_budget(runs, cost="epochs") == 11  # the halved run spent 11 epochs in all
+    assert common_budget(runs, 8, cost="epochs") == 8
+    with pytest.raises(ValueError, match="budget 12 is more than run halved used \\(11 epochs trained\\)"):
+        common_budget(runs, 12, cost="epochs")
+    agg = aggregate(runs, cost="epochs")
+    assert agg["neuralfinder"]["final_median"] == 0.6 and agg["neuralfinder-halving"]["final_median"] == 0.9
+    assert agg["neuralfinder"]["x"][-1] == 11 and len(agg["neuralfinder"]["x"]) == 200
+    at = {row.split()[0]: float(row.split()[5]) for row in comparison_table(runs, cost="epochs").splitlines()[1:3]}
+    assert at == {"full": 0.6, "halved": 0.9}
+    assert isinstance(plot_comparison(runs, cost="epochs"), Figure)
+    with pytest.raises(ValueError, match="run full has no stored training FLOPs"):
+        spent(runs[0], "flops")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -410,3 +411,49 @@ def test_any_text_is_one_markdown_cell_with_every_special_character_escaped(text
             plain.append(cell[i])
             i += 1
     assert "".join(plain) == one_line(text, None)
+
+
+# --- Pareto front (export --pareto) ---------------------------------------------------------------
+def sized(order: int, genome: str, fitness: float, params: int, flops: int) -> Evaluation:
+    return dataclasses.replace(ev(order, genome, fitness, params=params), flops=flops)
+
+
+FRONT_EVALS = EVALS + [
+    sized(8, "16", 0.70, params=100, flops=5000),  # the smallest: on the front however weak
+    sized(9, "16-16", 0.95, params=3000, flops=900),  # the best; few FLOPs, many parameters
+    sized(10, "8", 0.60, params=200, flops=100),  # larger than 16 and worse: dominated by params, not by FLOPs
+]
+
+
+def test_pareto_front_by_params_keeps_the_run_ranks_best_first() -> None:
+    rows = ex.pareto_architectures(FRONT_EVALS, by="params")
+    top = {r["genome"]: r["rank"] for r in ex.top_architectures(FRONT_EVALS, k=100)}
+    assert [r["genome"] for r in rows] == ["16-16", "64-M", "16"]  # 16-M ties 64-M and was found later
+    assert [r["rank"] for r in rows] == [top[r["genome"]] for r in rows] == [1, 2, 6]
+    assert all(r["fitness"] >= s["fitness"] and r["params"] >= s["params"] for r, s in zip(rows, rows[1:]))
+    # no exported row is beaten on both by any usable genome of the run
+    for r in rows:
+        assert not any(o["params"] <= r["params"] and o["fitness"] >= r["fitness"]
+                       and (o["params"], o["fitness"]) != (r["params"], r["fitness"])
+                       for o in ex.top_architectures(FRONT_EVALS, k=100))
+
+
+def test_pareto_front_by_flops_and_refusals() -> None:
+    rows = ex.pareto_architectures(FRONT_EVALS, by="flops")
+    assert [(r["genome"], r["flops"]) for r in rows] == [("16-16", 900), ("8", 100)]
+    assert ex.pareto_architectures([], by="flops") == []
+    assert ex.pareto_architectures([ev(1, "32", 0.0, failure="oom")]) == []  # failures left out
+    with pytest.raises(ValueError, match="params or flops"):
+        ex.pareto_architectures(FRONT_EVALS, by="depth")
+
+
+def test_pareto_rows_in_every_text_format() -> None:
+    rows = ex.pareto_architectures(FRONT_EVALS, by="params")
+    title = "Pareto front: validation accuracy against parameters"
+    assert ex.export_text(rows, "markdown", title=title).startswith(f"### {title}\n")
+    paper = ex.export_text(rows, "paper", title=title)
+    assert paper.startswith(f"# {title}\n")
+    assert [(name, str(g)) for name, _, g in ex.read_paper(paper)] == [("rank-1", "16-16"), ("rank-2", "64-M"),
+                                                                       ("rank-6", "16")]
+    assert [(rank, str(g)) for rank, _, g in ex.read_json(ex.export_text(rows, "json"))] == [
+        (1, "16-16"), (2, "64-M"), (6, "16")]

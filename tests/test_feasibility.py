@@ -64,3 +64,11 @@ def test_too_much_refused_is_refused_at_creation_with_what_helps(tmp_path):
     # the same genomes at the seed's input: nothing refused
     with make_search(tmp_path / "seed", data=shaped((3, 32, 32)), **config) as search:
         assert search.feasibility.refused == 0
+
+
+def test_the_flops_cap_counts_at_creation_too(tmp_path):
+    with pytest.raises(ConfigError) as refused:
+        make_search(tmp_path / "r", data=shaped((3, 32, 32)), lattice=2, seed=1, max_flops=1000)
+    message = str(refused.value)
+    assert "4 of 4 genomes (100%)" in message and "(max_flops)" in message and "--max-flops" in message
+    assert not (tmp_path / "r").exists()

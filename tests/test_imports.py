@@ -66,7 +66,7 @@ def test_pure_logic_and_the_public_names_load_no_torch():
 
 #: The layers of docs/architecture.md, bottom up: a module imports only from its own layer or below.
 LAYERS = [
-    ("search space", ["genome", "operators", "shapes", "validation", "options"]),
+    ("search space", ["genome", "operators", "shapes", "validation", "options", "pareto", "inheritance"]),
     ("contract", ["contract", "registry"]),
     ("method", ["lattice", "evolution"]),
     ("strategies", ["strategies"]),
@@ -76,7 +76,7 @@ LAYERS = [
     ("executors", ["executors"]),
     ("search", ["evaluation", "search"]),
     ("output", ["pytorch_source", "export", "model_export", "compare", "run_history", "visualize",
-                "tensorboard_log", "workflows"]),
+                "tensorboard_log", "workflows", "report", "serve"]),
     ("command line", ["cli", "__main__"]),
 ]
 

@@ -76,6 +76,16 @@ def test_check_caps():
     assert "--" not in check_caps(info, 3, None) + reason  # no command-line flags: the API is used without a CLI
 
 
+def test_flops_cap():
+    info = describe_genome(parse_genome("16-M-32-M"), (1, 8, 8), 10)
+    assert check_caps(info, 40, 0, 0.0, 128, max_flops=info.flops) is None  # at the cap: allowed
+    assert check_caps(info, 40, 0, 0.0, 128, max_flops=0) is None  # 0 = no cap
+    reason = check_caps(info, 40, 0, 0.0, 128, max_flops=info.flops - 1)
+    assert reason == (f"network needs {info.flops:,} FLOPs per image (forward), more than the cap of "
+                      f"{info.flops - 1:,} (max_flops)")
+    assert check_caps(info, 40, 1000, 0.0, 128, max_flops=1).endswith("(max_params)")  # the first cap met says why
+
+
 def test_memory_cap_and_its_arithmetic():
     info = describe_genome(parse_genome("16-M"), (1, 8, 8), 10)
     # kept per image: the input, the conv's map, the pool's map, the hidden layer and the logits

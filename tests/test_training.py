@@ -102,6 +102,37 @@ def test_too_large_rejected_before_building(digits, monkeypatch):
     assert trainer.train("M", seed=0).failure is None
 
 
+def test_too_many_flops_rejected_before_building(digits, monkeypatch):
+    trainer = Trainer(digits, make_settings("fast", max_epochs=1, max_flops=400_000))
+    monkeypatch.setattr(training, "build_model", lambda *a, **k: pytest.fail("built a model over the caps"))
+    r = trainer.train("32", seed=0)  # 2 * (32 * 9 * 64 + 2048 * 512 + 512 * 10) FLOPs
+    assert (r.fitness, r.failure_kind, r.epochs) == (0.0, "too_large", 0)
+    assert "FLOPs per image" in r.failure and r.failure.endswith("(max_flops)")
+    monkeypatch.undo()
+    assert trainer.train("M-M", seed=0).failure is None  # 16 values into the head: under the cap
+
+
+def test_a_run_stored_before_max_flops_reads_as_no_cap_and_keeps_its_settings_hash():
+    from alife_nas.config import SearchConfig, settings_hash
+
+    # the hashes of these configs as alife_nas computed them before max_flops existed
+    before = {(): ("9bb3363c2d69f8bf", "266d374ca72ab970"),
+              (("preset", "paper"), ("max_params", 600000), ("dataset", "cifar10")): ("ce3a5b15b29c1022",
+                                                                                     "c3a8bc9d5b0e5b14")}
+    for options, (cache, fingerprint) in before.items():
+        config = SearchConfig.from_options(**dict(options))
+        assert config.training.max_flops == 0
+        assert (settings_hash(config.cache_settings()), config.training.fingerprint()) == (cache, fingerprint)
+        stored = config.to_dict()
+        del stored["training"]["max_flops"]  # as an older version stored it
+        old = SearchConfig.from_dict(stored)
+        assert old == config and settings_hash(old.cache_settings()) == cache
+    capped = SearchConfig.from_options(max_flops=10**6)
+    assert SearchConfig.from_dict(capped.to_dict()) == capped and capped.to_dict()["training"]["max_flops"] == 10**6
+    assert settings_hash(capped.cache_settings()) != before[()][0]  # a cap changes what a training gives
+    assert TrainSettings.from_dict({}).max_flops == 0
+
+
 def test_out_of_memory_recorded_then_next_works(fast, monkeypatch):
     def oom(self, x):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

@@ -434,3 +434,66 @@ def test_a_full_disk_leaves_no_partial_curve(tmp_path, monkeypatch) -> None:
     assert caught.value.filename == str(tmp_path / "fitness_curves.png") and os.listdir(tmp_path) == []
 
 
+
+
+# --- cell labels (heatmap --labels) ---------------------------------------------------------------
+@given(st.lists(st.sampled_from(["16", "32", "512", "M", "65536"]), min_size=1, max_size=40),
+       st.integers(3, 16), st.integers(1, 8))
+def test_a_wrapped_genome_reads_as_the_genome_or_its_start_and_an_ellipsis(layers, width, lines) -> None:
+    genome = "-".join(layers)
+    text = viz.wrap_genome(genome, width, lines)
+    rows = text.split("\n")
+    assert 1 <= len(rows) <= lines
+    if text.endswith("…"):  # shortened: what is shown is the genome's start
+        assert genome.startswith(text[:-1].replace("\n", "")) and len(text.replace("\n", "")) - 1 < len(genome)
+    else:  # the whole genome, broken only after a '-'
+        assert text.replace("\n", "") == genome
+        assert all(row.endswith("-") for row in rows[:-1])
+    # a line is over the width only by its closing '-' or when one layer alone is wider
+    assert all(len(row.rstrip("-…")) <= width or "-" not in row.rstrip("-") for row in rows)
+
+
+def test_genome_labels_are_the_genomes_of_the_cells(tmp_path, monkeypatch) -> None:
+    genomes = [["16", "32-M-64", "-".join(["512"] * 60)],  # too long for a cell even of a 3×3 lattice
+               ["M-16", "64-M", "16"], ["32", "16-16", "128-M"]]
+    lattice = {"genomes": genomes, "fitness": [[0.5, 0.0, 0.9], [0.6, 0.7, 0.8], [0.1, 0.2, 0.3]],
+               "age": [[0] * 3] * 3}
+    row = step_row(0, lattice, {"outcome": "init"})
+    texts = viz.cell_labels(row, "genome")
+    flat = [t.replace("\n", "") for line in texts for t in line]
+    assert flat[:2] + flat[3:] == [g for line in genomes for g in line][:2] + [g for line in genomes for g in line][3:]
+    long = texts[0][2]
+    assert long.endswith("…") and genomes[0][2].startswith(long[:-1].replace("\n", ""))
+    _font, width, lines = viz.genome_label_layout(3)
+    assert long.count("\n") == lines - 1
+    assert viz.cell_labels(row, "fitness")[0] == [".500", "fail", ".900"]
+    with pytest.raises(ValueError, match="fitness or genome"):
+        viz.cell_labels(row, "depth")
+    # render_heatmaps writes exactly these texts into the cells
+    drawn: list[list[str]] = []
+    real_render = viz._render
+
+    def capture(fig, dpi):
+        drawn.append([t.get_text() for t in fig.axes[0].texts])
+        return real_render(fig, dpi)
+
+    monkeypatch.setattr(viz, "_render", capture)
+
+    class Store:
+        config = SearchConfig.from_options(lattice=3, steps=0)
+
+        def step_rows(self):
+            return [row]
+
+    for labels, expected in (("genome", [t for line in texts for t in line]),
+                             ("fitness", [t for line in viz.cell_labels(row, "fitness") for t in line]),
+                             ("none", []), (None, [".500", "fail", ".900", ".600", ".700", ".800", ".100", ".200",
+                                                   ".300"])):
+        drawn.clear()
+        viz.render_heatmaps(Store(), tmp_path / str(labels), labels=labels, dpi=40)
+        assert drawn == [expected], labels
+    drawn.clear()
+    viz.render_heatmaps(Store(), tmp_path / "depth", metric="depth", labels="fitness", dpi=40)
+    assert drawn == [[t for line in viz.cell_labels(row, "fitness") for t in line]]  # coloured by depth, fitness written
+    with pytest.raises(ValueError, match="unknown labels"):
+        viz.render_heatmaps(Store(), tmp_path / "x", labels="params")

@@ -5,7 +5,7 @@ and registers itself on it when imported here.
 """
 from __future__ import annotations
 
-from alife_nas.cli import compare, pictures, run, train  # noqa: F401  (registers the commands)
+from alife_nas.cli import compare, pictures, report, run, train  # noqa: F401  (registers the commands)
 from alife_nas.cli._group import main
 
 __all__ = ["main"]

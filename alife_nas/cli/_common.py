@@ -20,7 +20,7 @@ except ModuleNotFoundError:  # pragma: no cover - exercised on Python 3.10 only
 from alife_nas.config import OPTION_CLASSES, ConfigError, DataConfig, SearchConfig
 from alife_nas.executors import ExecutorError
 from alife_nas.files import environment_message
-from alife_nas.genome import MAX_FILTERS, shown
+from alife_nas.genome import MAX_FILTERS, one_line, parse_genome, shown
 from alife_nas.options import Spec, specs
 from alife_nas.settings import PRESETS, TrainSettings
 from alife_nas.store import RunStore, RunStoreError
@@ -178,6 +178,9 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
         if name not in params or name == "config":
             raise click.BadParameter(f"config file {path}: unknown option {shown(key)}")
         optional = name in DECLARED and DECLARED[name][0].optional
+        if name in DECLARED and DECLARED[name][0].kind == "genomes" and isinstance(val, list):
+            defaults[name] = tuple(val)  # the genomes themselves (a stored config's), not a file to read
+            continue
         defaults[name] = _config_value(path, key, val, params[name].is_flag, optional)
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
@@ -223,7 +226,62 @@ def _shown(name: str) -> str:
     return _value_text(spec, DEFAULTS.get(name))
 
 
+#: The largest --init-genomes file read (bytes): far more genomes than any run starts from.
+GENOME_FILE_LIMIT = 10_000_000
+
+
+def read_genome_file(path: str | Path) -> tuple[str, ...]:
+    """The genomes of an ``--init-genomes`` file, canonical compact forms, in file order.
+
+    One genome a line, compact (``32-64-M-128``) or the tuple form (what ``export --format paper``
+    writes); blank lines and lines starting with ``#`` are skipped, and so is what follows ``#`` on a
+    compact line. A ValueError names the file and the line of the first genome that cannot be read.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as file:
+            raw = file.read(GENOME_FILE_LIMIT + 1)  # never all of a huge file
+        if len(raw) > GENOME_FILE_LIMIT:
+            raise ValueError(f"{path} is larger than {GENOME_FILE_LIMIT:,} bytes")
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    genomes = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if line[:1] not in ("(", "["):  # a tuple form's quoted names may hold a '#'; a compact one cannot
+            line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            genomes.append(str(parse_genome(line)))
+        except ValueError as exc:
+            raise ValueError(f"{path} line {number}: {one_line(exc)}") from None
+    if not genomes:
+        raise ValueError(f"{path} holds no genome (one a line; blank lines and # comments are skipped)")
+    return tuple(genomes)
+
+
+class _GenomeFile(click.ParamType):
+    """``--init-genomes FILE``: the genomes read from the file; a config file's list of genomes
+    (as ``status --json``'s stored config holds them) passes as the genomes themselves."""
+
+    name = "file"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):  # from a config file's list: each checked by the library config
+            return value
+        try:
+            return read_genome_file(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 def _click_type(name: str, spec: Spec) -> click.ParamType:
+    if spec.kind == "genomes":
+        return _OrNone(_GenomeFile())
     if spec.kind == "choice":
         inner: click.ParamType = click.Choice(sorted(STRATEGIES) if name == "strategy" else list(spec.choices))
     else:

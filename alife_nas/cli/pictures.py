@@ -16,10 +16,13 @@ from alife_nas.cli._common import (
 )
 from alife_nas.cli._group import main
 from alife_nas.files import HEATMAP_DPI, TOP_K
+from alife_nas.export import PARETO_SIZES
 from alife_nas.workflows import EXPORT_FORMATS, export_run
 
 # Mirrors alife_nas.visualize.METRICS; kept here so `alife-nas --help` does not import matplotlib.
 METRIC_NAMES = ("fitness", "depth", "params", "age")
+#: Mirrors alife_nas.visualize.LABELS, for the same reason.
+LABEL_NAMES = ("fitness", "genome", "none")
 
 
 def _pictures_folder(run_dir: str, out: str | None) -> Path:
@@ -76,15 +79,18 @@ def _show(path: Path) -> str:
               help="A step number, 'last', or 'all' (a PNG per step plus an animated GIF, one colour scale).")
 @click.option("--dpi", type=click.IntRange(30, 600), default=HEATMAP_DPI, show_default=True,
               help="Resolution of the pictures.")
+@click.option("--labels", type=click.Choice(LABEL_NAMES), default=None, show_default=False,
+              help="What the cells say: fitness, genome (wrapped, or cut with … when it does not fit) or none; "
+                   "asked for, written on any lattice.  [default: the --metric values, up to a 12×12 lattice]")
 @config_option
-def heatmap(run_dir: str, out: str | None, metric: str, step: str, dpi: int) -> None:
+def heatmap(run_dir: str, out: str | None, metric: str, step: str, dpi: int, labels: str | None) -> None:
     """Draw the lattice of RUN_DIR as a heatmap: one step, the last, or all of them plus a GIF."""
     steps = _parse_step(step)
     with open_run(run_dir) as store:
         from alife_nas.visualize import render_heatmaps
 
         target = _pictures_folder(run_dir, out)
-        written = _draw(lambda: render_heatmaps(store, target, metric=metric, steps=steps, dpi=dpi))
+        written = _draw(lambda: render_heatmaps(store, target, metric=metric, steps=steps, dpi=dpi, labels=labels))
     pngs = [p for p in written if p.suffix == ".png"]
     gifs = [p for p in written if p.suffix == ".gif"]
     if len(pngs) == 1:
@@ -133,22 +139,27 @@ def curves(run_dir: str, out: str | None) -> None:
 @click.option("--failures", is_flag=True, default=False,
               help="Instead of the best architectures, list every failed training (step, index, operator, kind, "
                    "genome, reason) as json or markdown; --top does not apply.")
+@click.option("--pareto", type=click.Choice(PARETO_SIZES), default=None,
+              help="Instead of the top K, every architecture no other one beats on both validation accuracy and "
+                   "size (parameters or forward FLOPs), best first, with its rank in the run; --top does not apply.")
 @config_option
 def export(run_dir: str, top: int, format: str, out: str | None, force: bool, retrain: bool,
-           retrain_seeds: int | None, device: str | None, data_dir: str | None, failures: bool) -> None:
+           retrain_seeds: int | None, device: str | None, data_dir: str | None, failures: bool,
+           pareto: str | None) -> None:
     """Export the best distinct architectures of RUN_DIR, ranked by fitness (validation accuracy).
 
     pytorch and onnx write one file per architecture into a folder: untrained architectures, or,
     with --retrain, the trained networks (PyTorch: rank_N.py with load() and predict() next to
     its weights rank_N.pt). Existing files are kept unless --force; the run's own files are
-    never overwritten. With --failures: the run's failed trainings and why each failed.
+    never overwritten. With --failures: the run's failed trainings and why each failed. With
+    --pareto params|flops: the Pareto front of accuracy against size instead of the top K.
     """
     if retrain_seeds is not None and not retrain:
         raise UserError("--retrain-seeds only applies with --retrain")
     with user_errors():
         done = export_run(run_dir, top=top, fmt=format, out=out, force=force, retrain=retrain,
                           retrain_seeds=retrain_seeds or 1, device=device, data_dir=data_dir,
-                          on_progress=print_progress, failures=failures)
+                          on_progress=print_progress, failures=failures, pareto=pareto)
     if done.text is not None:
         click.echo(done.text, nl=False)
         return
@@ -157,6 +168,8 @@ def export(run_dir: str, top: int, format: str, out: str | None, force: bool, re
                    f"to {_show(done.out)}")
         return
     what = f"{len(done.rows)} architecture{'s' if len(done.rows) != 1 else ''}"
+    if pareto is not None:
+        what += f" of the Pareto front (accuracy against {pareto})"
     if format in ("pytorch", "onnx"):
         kind = {"pytorch": "PyTorch files", "onnx": "ONNX files"}[format]
         trained = " trained" if retrain else " untrained"

@@ -34,8 +34,10 @@ from alife_nas.cli._common import (
 from alife_nas.cli._estimate import TimeLeft, genome_cost
 from alife_nas.cli._group import main
 from alife_nas.config import ExecutionConfig, FitnessConfig, StopConfig
+from alife_nas.contract import PRUNED
 from alife_nas.executors import Progress
 from alife_nas.genome import shorten
+from alife_nas.inheritance import WEIGHTS_DIR
 from alife_nas.search import Search, Summary, read_status
 from alife_nas.store import UNKNOWN_FAILURE_KIND, rank_key
 from alife_nas.tensorboard_log import DEFAULT_EVERY, TensorBoardLog, TensorBoardMissing
@@ -45,7 +47,7 @@ from alife_nas.tensorboard_log import check_available as check_tensorboard
 
 def search_options(func: Callable) -> Callable:
     """The options of ``evolve`` and ``resume``: every one defaults to the library's (None = not given)."""
-    names = ["strategy", "seed", *section_names(StopConfig)]
+    names = ["strategy", "seed", "init_genomes", *section_names(StopConfig)]
     options = [declared_option(n) for n in names] + [download_option]
     options += [declared_option(n) for n in [*strategy_option_names(), *section_names(FitnessConfig), "device",
                                              *section_names(ExecutionConfig)]]
@@ -97,6 +99,10 @@ def watch_options(func: Callable) -> Callable:
         click.option("--tensorboard-every", type=click.IntRange(min=1), default=None, expose_value=False,
                      callback=_watch_option,
                      help=f"Steps between two lattice images in the TensorBoard log.  [default: {DEFAULT_EVERY}]"),
+        click.option("--report-every", type=click.IntRange(min=1), default=None, expose_value=False,
+                     callback=_watch_option,
+                     help="Rewrite the web page RUN_DIR/report/index.html every N steps and at the end "
+                          "(alife-nas report; a page that cannot be written never stops the run)."),
     ]
     return with_options(options, func)
 
@@ -176,7 +182,7 @@ class Reporter:
             estimate.finished(ev.train_time, ev.epochs, None)
             if ev.step == in_flight:
                 replayable.add((ev.step, ev.index, sample))
-        init = search.strategy.initial_trainings()
+        init = search.initial_trainings()
         reporter = cls(run_dir, steps=config.stop.steps, budget=config.stop.budget,
                        steps_done=search.steps_done, trainings=search.trainings, initialized=store.initialized,
                        init_trainings=init, best=(0.0, None) if best is None else (best.fitness, best.genome),
@@ -346,6 +352,12 @@ class Reporter:
                 self._advance(self._init_seen)
         self._show()
         if self.lines and not cached:
+            if ev.failure_kind == PRUNED:  # stopped on purpose (--prune): its best so far, not a failure
+                how = ", replayed: trained before the restart" if replayed else ""
+                best = max(ev.history, default=0.0)
+                self.echo(f"  {request.operator} {shorten(ev.genome, 40)} -> pruned at {best:.4f} "
+                          f"({ev.epochs or 0} epochs{how})")
+                return
             if ev.failure is not None:  # a failure says why: its kind and (shortened) reason
                 notes = "; ".join(t for t in (shorten(ev.failure, _REASON_SHOWN),
                                               "replayed: trained before the restart" if replayed else "") if t)
@@ -492,7 +504,16 @@ def _drive(search: Search, run_dir: str) -> None:
             click.echo(f"TensorBoard log in {log_dir} (see: tensorboard --logdir {log_dir})")
         except OSError as exc:  # the run itself can go on
             click.echo(f"warning: no TensorBoard log: cannot write {log_dir}: {exc.strerror or exc}", err=True)
+    if watch.get("report_every"):
+        from alife_nas.report import ReportWriter
+
+        writer = ReportWriter(run_dir, search.store, watch["report_every"])
+        optional.append(writer)
+        click.echo(f"web page in {writer.path} (every {_count(writer.every, 'step')} and at the end)")
     observers = _Observers(Reporter.for_search(search, run_dir, watch.get("progress") or "auto"), optional)
+    for observer in optional:
+        if hasattr(observer, "warn"):
+            observer.warn = observers.reporter.echo  # a line that leaves the progress bar whole
     with _StopSignals() as stop:
         try:
             with user_errors():
@@ -575,15 +596,22 @@ def status(run_dir: str, as_json: bool) -> None:
     target = f"/{info['steps']}" if info["steps"] is not None else ""
     budget = f" (budget {info['budget']})" if info["budget"] else ""
     reevaluate = f", reevaluate {info['reevaluate']}" if info.get("reevaluate", 1) > 1 else ""
+    reevaluate += f", prune {info['prune']}" if info.get("prune", "none") != "none" else ""
     network = f", head {info.get('head', 'flatten')}, batchnorm {'on' if info.get('batchnorm') else 'off'}"
     click.echo(f"run {run_dir}: {info['strategy']} on {info['dataset']}, seed {info['seed']}{reevaluate}, "
                f"preset {info.get('preset')}{network}")
-    click.echo(f"steps {info['steps_done']}{target}{budget}  trainings {info['trainings']}  cache hits {info['cache_hits']}"
+    pruned = f" ({info['pruned']} pruned)" if info.get("pruned") else ""
+    click.echo(f"steps {info['steps_done']}{target}{budget}  trainings {info['trainings']}{pruned}"
+               f"  cache hits {info['cache_hits']}"
                f"  failures {info['failures']}  epochs {info['epochs']}  training time {_duration(info['train_seconds'])}"
                f" on {', '.join(d for d in info['devices'] if d) or '-'}"
                + (f"  training FLOPs {info['train_flops']:.3g}" if info.get("train_flops") else ""))
     if info["failures_by_kind"]:
         click.echo(_failures_line(info["failures"], info["failures_by_kind"]))
+    if info.get("weights"):
+        kept = info["weights"]
+        click.echo(f"inherited weights kept: {kept['files']} files, {kept['bytes'] / 2**20:.1f} MiB in "
+                   f"{Path(run_dir) / WEIGHTS_DIR}")
     if info["lattice"]:
         click.echo("lattice fitness:")
         for row in info["lattice"]:
@@ -609,7 +637,7 @@ def _count(n: int, word: str) -> str:
 
 def _done_line(search: Search, s: Summary) -> str:
     """The last line of a run: how far it got and why it stopped there, then the best found."""
-    stop, init = search.config.stop, search.strategy.initial_trainings()
+    stop, init = search.config.stop, search.initial_trainings()
     counts = f"{s.trainings} trainings, {s.cache_hits} cache hits"
     best = f"best {s.best_fitness:.4f} {s.best_genome}" if s.best_genome else "no training succeeded"
     if not s.finished:  # Search.run gave up: steps in a row that trained nothing new

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from alife_nas.config import DataConfig
 from alife_nas.contract import PRUNED, Pruned
+from alife_nas.inheritance import WeightPlan
 from alife_nas.genome import Genome, one_line, parse_genome
 from alife_nas.settings import TrainSettings
 
@@ -36,12 +37,15 @@ class Task:
     """One training: the request's position in its batch, the genome and its seed.
 
     ``stop_below`` (``--prune median``): per epoch e (index e - 1), the validation accuracy a
-    training must reach there to go on; ``()`` never stops it (docs/method.md, "Pruning")."""
+    training must reach there to go on; ``()`` never stops it (docs/method.md, "Pruning").
+    ``weights`` (``--inherit-weights``): the trained layers it starts from and where its own go;
+    only the trainer uses it (a score function never sees it)."""
 
     index: int
     genome: str
     seed: int
     stop_below: tuple[float, ...] = ()
+    weights: WeightPlan | None = None  # --inherit-weights: files to start from and to save to
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,8 @@ class TrainingJob:
         from alife_nas.training import Trainer
 
         trainer = Trainer(data if data is not None else load_data(self.data), self.training, device or self.device)
-        return lambda genome, seed, on_epoch=None: trainer.train(genome, seed, on_epoch=on_epoch).to_dict()
+        return lambda genome, seed, on_epoch=None, weights=None: trainer.train(
+            genome, seed, on_epoch=on_epoch, weights=weights).to_dict()
 
 
 def _pruning(on_epoch: Callable | None, stop_below: tuple[float, ...]) -> Callable:
@@ -120,6 +125,14 @@ def _pruning(on_epoch: Callable | None, stop_below: tuple[float, ...]) -> Callab
             raise Pruned(epoch, value, stop_below[epoch - 1])
 
     return check
+
+
+def _is_trainer(scorer: Callable) -> bool:
+    """Does this scorer take weight plans (the trainer's does; a plain score function's does not)?"""
+    try:
+        return "weights" in inspect.signature(scorer).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _takes_on_epoch(score: Callable) -> bool:
@@ -139,7 +152,10 @@ def score_safely(scorer: Callable[..., dict], task: Task, on_epoch: Callable | N
     if task.stop_below:
         on_epoch = _pruning(on_epoch, task.stop_below)
     try:
-        result = dict(scorer(genome, task.seed, on_epoch))
+        if task.weights is not None and _is_trainer(scorer):
+            result = dict(scorer(genome, task.seed, on_epoch, weights=task.weights))
+        else:
+            result = dict(scorer(genome, task.seed, on_epoch))
     except Pruned as exc:  # a scorer that lets it through (the trainer records it itself)
         result = {"fitness": 0.0, "failure": str(exc), "failure_kind": PRUNED, "epochs": exc.epoch}
     except Exception as exc:  # noqa: BLE001 - isolation is the point

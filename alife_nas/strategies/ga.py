@@ -276,10 +276,18 @@ class GeneticCNN:
                  "mean": mean, "parents": list(r.parents)}
                 for r, f, (_, mean) in zip(requests, scores, self.population)]
 
-    def initialize(self, rng: np.random.Generator, evaluate: Evaluator) -> dict:
+    def initialize(self, rng: np.random.Generator, evaluate: Evaluator, init_genomes: Sequence[Genome] = ()) -> dict:
+        """Generation 0; known genomes (``--init-genomes``) are its first members, the rest random.
+        Every member's random genome is drawn as without them."""
         opts = self.options
+        if len(init_genomes) > opts.population:
+            raise ValueError(f"init_genomes: {len(init_genomes)} genomes for a population of {opts.population}; "
+                             f"give at most {opts.population}")
         genomes = [random_genome(rng, opts.filters, opts.random_max_layers) for _ in range(opts.population)]
+        genomes[:len(init_genomes)] = init_genomes
         candidates = self._evaluate(evaluate, 0, [(g, "init", ()) for g in genomes])
+        for candidate in candidates[:len(init_genomes)]:
+            candidate["given"] = True
         return {"step": 0, "outcome": "init", "candidates": candidates,
                 "max_c": max(c["fitness"] for c in candidates), "best_mean": self.best()[1]}
 
@@ -319,8 +327,8 @@ class GeneticCNN:
         self.population = [(g, float(f)) for g, f in state["population"]]
         self.samples = {g: [float(f) for f in values] for g, values in state["samples"].items()}
 
-    def initial_trainings(self) -> int:
-        return self.options.population  # the first generation
+    def initial_trainings(self, init_genomes: Sequence[Genome] = ()) -> int:
+        return self.options.population  # the first generation, known genomes or not
 
     def lattice(self) -> dict | None:
         return None

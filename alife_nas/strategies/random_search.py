@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 import numpy as np
 
 from alife_nas.contract import EvalRequest, Evaluator
+from alife_nas.genome import Genome
 from alife_nas.operators import random_genome
 from alife_nas.options import check_fields, filters_option, option
 
@@ -47,8 +48,23 @@ class RandomSearch:
         return {"step": step, "outcome": "sampled", "candidates": [
             {"operator": "random", "genome": str(genome), "fitness": float(fitness)}], "max_c": float(fitness)}
 
-    def initialize(self, rng: np.random.Generator, evaluate: Evaluator) -> dict:
-        return self._sample(rng, evaluate, 0)
+    def initialize(self, rng: np.random.Generator, evaluate: Evaluator, init_genomes: Sequence[Genome] = ()) -> dict:
+        """Step 0: one random sample. Known genomes (``--init-genomes``) are the first samples: scored
+        in the same batch before it (indices 0..n-1; the random one is drawn as without them)."""
+        if not init_genomes:
+            return self._sample(rng, evaluate, 0)
+        given = list(init_genomes)
+        genomes = given + [random_genome(rng, self.filters, self.max_layers)]
+        operators = ["init"] * len(given) + ["random"]
+        scores = [float(f) for f in evaluate(0, [EvalRequest(g, i, op) for i, (g, op) in enumerate(zip(genomes, operators))])]
+        candidates = []
+        for genome, operator, fitness in zip(genomes, operators, scores):
+            if self.best_genome is None or fitness > self.best_fitness:
+                self.best_genome, self.best_fitness = str(genome), fitness
+            candidates.append({"operator": operator, "genome": str(genome), "fitness": fitness,
+                               **({"given": True} if operator == "init" else {})})
+        self.recent = (self.recent + scores)[-WINDOW:]
+        return {"step": 0, "outcome": "sampled", "candidates": candidates, "max_c": max(scores)}
 
     def step(self, rng: np.random.Generator, evaluate: Evaluator, step: int) -> dict:
         return self._sample(rng, evaluate, step)
@@ -60,8 +76,8 @@ class RandomSearch:
         self.best_genome, self.best_fitness = state["best_genome"], state["best_fitness"]
         self.recent = list(state["recent"])
 
-    def initial_trainings(self) -> int:
-        return 1
+    def initial_trainings(self, init_genomes: Sequence[Genome] = ()) -> int:
+        return 1 + len(init_genomes)  # the known genomes come on top of step 0's sample
 
     def lattice(self) -> dict | None:
         return None

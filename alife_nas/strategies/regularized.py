@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 import numpy as np
 
@@ -106,13 +106,22 @@ class RegularizedEvolution:
                 candidate["sample"] = request.sample
         return out
 
-    def initialize(self, rng: np.random.Generator, evaluate: Evaluator) -> dict:
+    def initialize(self, rng: np.random.Generator, evaluate: Evaluator, init_genomes: Sequence[Genome] = ()) -> dict:
+        """The first population, oldest first; known genomes (``--init-genomes``) are its first (oldest)
+        members, the rest random. Every member's random genome is drawn as without them."""
+        if len(init_genomes) > self.size:
+            raise ValueError(f"init_genomes: {len(init_genomes)} genomes for a population of {self.size}; "
+                             f"give at most {self.size}")
         genomes = [random_initial_genome(rng, self.filters) for _ in range(self.size)]
+        genomes[:len(init_genomes)] = init_genomes
         requests, scores = self._score(evaluate, 0, [EvalRequest(g, i, "init") for i, g in enumerate(genomes)])
         for g, f in zip(genomes, scores):
             self.population.append((str(g), f))
             self._remember(g, f)
-        return {"step": 0, "outcome": "init", "max_c": max(scores), "candidates": self._candidates(requests, scores)}
+        candidates = self._candidates(requests, scores)
+        for candidate in candidates[:len(init_genomes)]:
+            candidate["given"] = True
+        return {"step": 0, "outcome": "init", "max_c": max(scores), "candidates": candidates}
 
     def step(self, rng: np.random.Generator, evaluate: Evaluator, step: int) -> dict:
         replace = self.options.tournament_sampling == "with-replacement"
@@ -143,8 +152,8 @@ class RegularizedEvolution:
         self.best_genome, self.best_fitness = state["best_genome"], state["best_fitness"]
         self.trainings = {g: int(n) for g, n in state.get("trainings", {}).items()}
 
-    def initial_trainings(self) -> int:
-        return self.size  # the first population
+    def initial_trainings(self, init_genomes: Sequence[Genome] = ()) -> int:
+        return self.size  # the first population, known genomes or not
 
     def lattice(self) -> dict | None:
         return None

@@ -254,12 +254,24 @@ class NasRL:
         self.baseline = baseline
         return {"baseline": used, "advantages": advantages, "next_baseline": baseline}
 
-    def _batch(self, rng: np.random.Generator, evaluate: Evaluator, step: int) -> dict:
+    def _batch(self, rng: np.random.Generator, evaluate: Evaluator, step: int, given: Sequence[Genome] = ()) -> dict:
+        """Sample and score the controller's batch and take one REINFORCE step on it. ``given``
+        (known genomes, step 0 only) are scored first in the same batch, as extra samples: they count
+        for the best genome found, not for the update (the controller did not draw them)."""
         assert self.controller is not None
         sequences = [self.controller.sample(rng) for _ in range(self.options.controller_batch)]
         genomes = [self.controller.genome(tokens) for tokens in sequences]
         log_probs = [self.controller.log_prob(tokens) for tokens in sequences]
-        fitness = [float(f) for f in evaluate(step, [EvalRequest(g, k, "controller") for k, g in enumerate(genomes)])]
+        first = len(given)
+        requests = [EvalRequest(g, k, "init") for k, g in enumerate(given)]
+        requests += [EvalRequest(g, first + k, "controller") for k, g in enumerate(genomes)]
+        scored = [float(f) for f in evaluate(step, requests)]
+        known = [{"operator": "init", "genome": str(g), "fitness": f, "given": True} for g, f in zip(given, scored)]
+        for genome, value in zip(given, scored):
+            if self.best_genome is None or value > self.best_fitness:
+                self.best_genome, self.best_fitness = str(genome), value
+        self.recent = (self.recent + scored[:first])[-WINDOW:]
+        fitness = scored[first:]
         rewards = [reward_of(f, self.options.reward) for f in fitness]
         update = self.reinforce(sequences, rewards)
         for genome, value in zip(genomes, fitness):  # the best genome by fitness, whatever the reward
@@ -271,14 +283,16 @@ class NasRL:
         if self.options.reward != "best":  # the reward differs from the fitness: kept with it
             for candidate, reward in zip(candidates, rewards):
                 candidate["reward"] = reward
-        return {"step": step, "outcome": "init" if step == 0 else "update", "max_c": max(fitness), **update,
-                "candidates": candidates}
+        return {"step": step, "outcome": "init" if step == 0 else "update", "max_c": max(scored), **update,
+                "candidates": known + candidates}
 
-    def initialize(self, rng: np.random.Generator, evaluate: Evaluator) -> dict:
+    def initialize(self, rng: np.random.Generator, evaluate: Evaluator, init_genomes: Sequence[Genome] = ()) -> dict:
+        """A random controller and its first batch; known genomes (``--init-genomes``) are scored first,
+        as extra samples of step 0 (see :meth:`_batch`)."""
         opts = self.options
         self.controller = Controller.random(rng, opts.filters, opts.controller_max_layers, opts.controller_hidden)
         self.adam = Adam.zeros(opts.controller_lr, self.controller.params)
-        return self._batch(rng, evaluate, 0)
+        return self._batch(rng, evaluate, 0, list(init_genomes))
 
     def step(self, rng: np.random.Generator, evaluate: Evaluator, step: int) -> dict:
         return self._batch(rng, evaluate, step)
@@ -297,8 +311,8 @@ class NasRL:
         self.best_genome, self.best_fitness = state["best_genome"], state["best_fitness"]
         self.recent = list(state["recent"])
 
-    def initial_trainings(self) -> int:
-        return self.options.controller_batch  # the controller's first batch
+    def initial_trainings(self, init_genomes: Sequence[Genome] = ()) -> int:
+        return self.options.controller_batch + len(init_genomes)  # the controller's first batch, the known genomes
 
     def lattice(self) -> dict | None:
         return None

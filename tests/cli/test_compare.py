@@ -141,7 +141,8 @@ def test_compare_cuts_every_run_at_the_smallest_runs_trainings_by_default(tmp_pa
 
 def test_compare_help_says_the_default_budget():
     text = " ".join(CliRunner().invoke(main, ["compare", "--help"]).output.split())
-    assert "[default: the smallest number of trainings among the runs]" in text and "--force" in text
+    assert "[default: the smallest spend among the runs]" in text and "--force" in text
+    assert "--cost [trainings|epochs|flops]" in text
 
 
 # --- a disk that refuses the report -----------------------------------------------------------------
@@ -167,3 +168,13 @@ def test_compare_out_under_a_file_is_one_line(tmp_path):
     (tmp_path / "file").write_text("x")
     result = CliRunner().invoke(main, ["compare", *dirs, "--out", str(tmp_path / "file" / "report")])
     one_line_error(result, f"cannot write {tmp_path / 'file' / 'report'}: Not a directory")
+
+
+def test_compare_by_epochs_and_by_a_cost_the_runs_did_not_store(tmp_path):
+    dirs = make_runs(tmp_path)  # a score function that reports 3 epochs a training, no FLOPs, and no data set
+    result = CliRunner().invoke(main, ["compare", *dirs, "--out", str(tmp_path / "o"), "--cost", "epochs"])
+    assert result.exit_code == 0 and "every run cut at 45 epochs (the smallest run)" in result.stdout
+    result = CliRunner().invoke(main, ["compare", *dirs, "--out", str(tmp_path / "o"), "--cost", "flops"])
+    one_line_error(result, "has no stored training FLOPs")
+    result = CliRunner().invoke(main, ["compare", *dirs, "--out", str(tmp_path / "o"), "--budget", "2.5"])
+    one_line_error(result, "--budget counts whole trainings, got 2.5")

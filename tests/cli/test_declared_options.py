@@ -40,6 +40,8 @@ def other_value(name: str, spec: Spec, default):
         low = int(spec.low) if spec.low is not None else 0
         value = low + 1 if default is None else default + 1
         return value if spec.high is None or value <= spec.high else default - 1
+    if spec.kind == "genomes":  # a list in a config file, a file of one genome a line on the command line
+        return ["32-64-M-128", "16-M"]
     if spec.kind == "number":
         low = spec.low if spec.low is not None else 0.0
         value = (low + 0.5) if default is None else default / 2 if default else 0.25
@@ -59,12 +61,15 @@ def option_of(config: SearchConfig, name: str):
     return config.options()[name]
 
 
-def flags_for(options: dict) -> list[str]:
+def flags_for(options: dict, folder=None) -> list[str]:
     flags: list[str] = []
     for key, value in options.items():
         spec = DECLARED[key][0]
         dashed = key.replace("_", "-")
-        if spec.kind == "bool":
+        if spec.kind == "genomes":
+            (folder / f"{key}.txt").write_text("".join(f"{genome}\n" for genome in value))
+            flags += [f"--{dashed}", str(folder / f"{key}.txt")]
+        elif spec.kind == "bool":
             words = spec.flags[0].split("/") if spec.flags else [f"--{dashed}", f"--no-{dashed}"]
             flags.append(words[0].strip() if value else words[1].strip())
         else:
@@ -80,7 +85,7 @@ def test_every_declared_option_is_a_flag_and_a_config_key(monkeypatch, tmp_path,
         default = [int(v) for v in default.split(",")]
     value = other_value(name, spec, default)
     options = {**({"strategy": strategy} if strategy else {}), **NEEDS.get(name, {}), name: value}
-    by_flag = capture_config(monkeypatch, flags_for(options))
+    by_flag = capture_config(monkeypatch, flags_for(options, tmp_path))
     file = tmp_path / "options.json"
     file.write_text(json.dumps(options))
     by_file = capture_config(monkeypatch, ["--config", str(file)])
@@ -95,7 +100,7 @@ def test_every_option_of_evolve_is_declared_or_only_watches(monkeypatch):
     names = {p.name for p in command.params if isinstance(p, click.Option)}
     # where the run goes and how it starts (out, config, download, force: not stored, change no result)
     assert names - set(DECLARED) == {"out", "config", "download", "force", "progress", "tensorboard",
-                                     "tensorboard_every"}
+                                     "tensorboard_every", "report_every"}
     assert {n for n, _ in declared_names()} <= names
 
 

@@ -199,3 +199,39 @@ def test_export_ranks_by_the_mean_and_shows_how_many_trainings(tmp_path):
     assert any(r["samples"] == 2 for r in rows) and all(r["samples"] >= 1 for r in rows)
     fitness = [r["fitness"] for r in rows]
     assert fitness == sorted(fitness, reverse=True)  # ranked by the means
+
+
+# --- the Pareto front -----------------------------------------------------------------------------
+@pytest.mark.parametrize("size", ["params", "flops"])
+def test_pareto_lists_the_non_dominated_architectures_in_every_format(run_dir, tmp_path, size):
+    from alife_nas.export import top_architectures
+
+    with RunStore.open(run_dir) as store:
+        everything = top_architectures(store.evaluations(), k=1000, fitness=store.genome_fitness())
+    result = invoke(run_dir, "--pareto", size, "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    rows = rows["architectures"] if isinstance(rows, dict) else rows
+    assert rows
+    if size == "params":  # ties in fitness go to fewer parameters: the run's best is always on this front
+        assert rows[0]["genome"] == everything[0]["genome"]
+    by_genome = {r["genome"]: r for r in everything}
+    for row in rows:  # its rank in the run, and nothing of the run beats it on both
+        assert row["rank"] == by_genome[row["genome"]]["rank"]
+        assert not any(o[size] <= row[size] and o["fitness"] > row["fitness"] for o in everything)
+    assert [r["rank"] for r in rows] == sorted(r["rank"] for r in rows)
+    dominated = [o for o in everything if o["genome"] not in {r["genome"] for r in rows}]
+    assert all(any(r[size] <= o[size] and r["fitness"] >= o["fitness"] for r in rows) for o in dominated)
+    markdown = invoke(run_dir, "--pareto", size)
+    assert markdown.exit_code == 0 and markdown.output.startswith("### Pareto front: validation accuracy against")
+    assert markdown.output.count("\n| ") == 1 + len(rows)  # the header and a line per architecture
+    out = tmp_path / "nets"
+    written = invoke(run_dir, "--pareto", size, "--format", "pytorch", "--out", out)
+    assert written.exit_code == 0 and "of the Pareto front" in written.output, written.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"rank_{r['rank']}.py" for r in rows)
+
+
+def test_pareto_refusals_are_one_line(run_dir):
+    one_line_error(invoke(run_dir, "--pareto", "params", "--failures"), "--pareto does not apply to --failures")
+    result = invoke(run_dir, "--pareto", "depth")
+    assert result.exit_code == 2 and "depth" in result.output

@@ -91,6 +91,36 @@ def test_heatmap_other_metrics_for_one_step(run_dir: Path, tmp_path: Path, metri
     assert (tmp_path / f"{metric}_step_0002.png").stat().st_size > 5000
 
 
+@pytest.mark.parametrize("labels", ["genome", "fitness", "none"])
+def test_heatmap_labels(run_dir: Path, tmp_path: Path, monkeypatch, labels: str) -> None:
+    from alife_nas import visualize
+
+    drawn: list[list[str]] = []
+    real_render = visualize._render
+
+    def capture(fig, dpi):
+        drawn.append([t.get_text() for t in fig.axes[0].texts])
+        return real_render(fig, dpi)
+
+    monkeypatch.setattr(visualize, "_render", capture)
+    result = invoke("heatmap", run_dir, "--labels", labels, "--metric", "depth", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / f"depth_step_{STEPS:04d}.png").stat().st_size > 5000
+    with RunStore.open(run_dir) as store:
+        lattice = store.step_rows()[-1].lattice
+    if labels == "genome":
+        assert [t.replace("\n", "") for t in drawn[-1]] == [g for line in lattice["genomes"] for g in line]
+    elif labels == "fitness":  # coloured by depth, the fitness written
+        assert drawn[-1] == [f"{v:.3f}"[1:] if v > 0 else "fail" for line in lattice["fitness"] for v in line]
+    else:
+        assert drawn[-1] == []
+
+
+def test_heatmap_labels_refuses_other_words(run_dir: Path) -> None:
+    result = CliRunner().invoke(main, ["heatmap", str(run_dir), "--labels", "params"])
+    assert result.exit_code == 2 and "params" in result.output
+
+
 # --- curves -------------------------------------------------------------------------------------
 def test_curves(run_dir: Path, tmp_path: Path) -> None:
     result = invoke("curves", run_dir, "--out", tmp_path / "c")

@@ -34,8 +34,10 @@ def history(run_dir):
     with RunStore.open(run_dir) as store:
         evals = [dataclasses.replace(e, created_at="", train_time=None, images_per_sec=None)
                  for e in store.evaluations()]
-        snap = store.last_step().lattice
-        return evals, snap, store.steps_done
+        snap, steps = store.last_step().lattice, store.steps_done
+    weights = run_dir / "weights"  # --inherit-weights: the files the cells hold, and nothing else
+    kept = sorted(p.name for p in weights.iterdir()) if weights.is_dir() else []
+    return evals, snap, steps, kept
 
 
 def count(db, sql):
@@ -63,7 +65,8 @@ def kill_when(proc, db, sql, target, timeout=120):
 
 # about a minute: several real subprocess runs
 @pytest.mark.slow
-@pytest.mark.parametrize("network", [[], ["--head", "gap", "--batchnorm"]], ids=["seed's network", "gap+batchnorm"])
+@pytest.mark.parametrize("network", [[], ["--head", "gap", "--batchnorm"], ["--prune", "halving", "--inherit-weights", "--max-epochs", "2"]],
+                         ids=["seed's network", "gap+batchnorm", "halving+inherit"])
 def test_sigkill_at_random_moments_and_commit_points_then_resume_equals_uninterrupted(tmp_path, network):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     tiny = [*TINY, *network]

@@ -98,10 +98,11 @@ class CachedEvaluator:
 
     def __init__(self, store: RunStore, executor: Executor, run_seed: int, device: str = "cpu",
                  on_result: ResultCallback | None = None, on_progress: ProgressFn | None = None,
-                 prune: str = "none", weights: WeightsFolder | None = None) -> None:
+                 prune: str = "none", weights: WeightsFolder | None = None, inherited_epochs: int | None = None) -> None:
         self.store = store
         self.prune = prune
         self.weights = weights  # --inherit-weights: where trainings start from and save to
+        self.inherited_epochs = inherited_epochs  # ... and the epoch limit of a child that inherits
         self._thresholds: tuple[int, tuple[float, ...]] | None = None  # (step, stop_below) of the step
         self.executor = executor
         self.run_seed = run_seed
@@ -197,7 +198,8 @@ class CachedEvaluator:
                               if src is not None and src[0] == number)
                 if path.exists():
                     sources.append((str(path), genome, pairs, request.inherit.head == number))
-        return WeightPlan(tuple(sources), str(self.weights.path(request_key(request.genome, request.inherit))))
+        return WeightPlan(tuple(sources), str(self.weights.path(request_key(request.genome, request.inherit))),
+                          self.inherited_epochs if sources else None)
 
     def _stop_below(self, step: int, request: EvalRequest) -> tuple[float, ...]:
         """``--prune median``: per epoch, the median of the finished trainings before this step

@@ -99,9 +99,15 @@ class EvolutionConfig:
     inherit_weights: bool = option(False, "Children start from their parents' trained layers where shapes allow "
                                    "(docs/method.md, Weight inheritance); the cells' weights are kept in "
                                    "RUN/weights.")
+    inherited_epochs: float = option(1.0, "With --inherit-weights: a child that starts from inherited weights trains "
+                                     "this share of the epoch limit (rounded up; 1 = all of it).", low=0.0,
+                                     low_open=True, high=1.0)
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.inherited_epochs != 1.0 and not self.inherit_weights:
+            raise ValueError(f"inherited_epochs {self.inherited_epochs} needs inherit_weights: without it no child "
+                             "starts from inherited weights")
         check_int("radius", self.radius, 1, self.lattice)
         _check_masters(self.masters, self.lattice, self.radius)
 

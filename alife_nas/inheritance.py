@@ -57,10 +57,12 @@ class Inherit:
 class WeightPlan:
     """What a training does with weights files (picklable, for a worker): ``sources`` to start
     from, each (file, the parent's genome, (child layer, parent layer) pairs, offer its head?),
-    and ``save_to``, where its best epoch's weights go (None: nowhere)."""
+    ``save_to``, where its best epoch's weights go (None: nowhere), and ``epochs``, a shorter
+    epoch limit for a child that inherits (None: the settings')."""
 
     sources: tuple[tuple[str, str, tuple[tuple[int, int], ...], bool], ...] = ()
     save_to: str | None = None
+    epochs: int | None = None  # train at most this many epochs (an inherited child's shorter budget)
 
 
 def request_key(genome: Genome | str, inherit: Inherit | None) -> str:

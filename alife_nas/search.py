@@ -19,6 +19,7 @@ refused while the first holds the run's lock.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -83,8 +84,10 @@ class Search:
         #: --inherit-weights: the trained weights of what the strategy holds, in RUN/weights
         self.weights = (WeightsFolder(store.run_dir, store.settings_hash)
                         if getattr(config.method, "inherit_weights", False) else None)
+        share = getattr(config.method, "inherited_epochs", 1.0)
         self.evaluator = CachedEvaluator(store, self.executor, config.seed, config.device, prune=config.fitness.prune,
-                                         weights=self.weights)
+                                         weights=self.weights,
+                                         inherited_epochs=math.ceil(share * config.training.max_epochs))
         #: What the strategy scores through: the cache itself, or with --reevaluate K > 1 the
         #: re-training gate over it (K = 1 leaves the seed's protocol untouched).
         self.evaluate: Evaluator = self.evaluator

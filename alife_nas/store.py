@@ -706,8 +706,17 @@ class RunStore:
         return [(int(e), None if f is None else int(f)) for *_, e, f in sorted(rows)]
 
     def genome_fitness(self) -> dict[str, FitnessStats]:
-        """Every genome's fitness over all its trainings (mean, lowest, highest, how many), by compact genome."""
-        return {key.partition(":")[2]: FitnessStats.of(values) for key, values in self.sample_fitness().items()}
+        """Every genome's fitness over all its trainings (mean, lowest, highest, how many), by compact genome.
+
+        A pruned training (``--prune``) is not its genome's fitness and is left out; a genome trained
+        from several parents' weights (``--inherit-weights``: one cache key each) has them all."""
+        genome_of = {key: genome for key, genome, kind in self._conn.execute(
+            "SELECT cache_key, genome, failure_kind FROM evaluations") if kind != PRUNED}
+        values: dict[str, list[float]] = {}
+        for key, fitness in self.sample_fitness().items():
+            if key in genome_of:
+                values.setdefault(genome_of[key], []).extend(fitness)
+        return {genome: FitnessStats.of(found) for genome, found in values.items()}
 
     # --- steps -----------------------------------------------------------------------------
     def commit_step(self, row: StepRow) -> None:

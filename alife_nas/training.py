@@ -352,7 +352,9 @@ class Trainer:
         steps_per_epoch = math.ceil(n / bs)
         if s.batchnorm and n % bs == 1 and n > 1:  # batch norm cannot train on a last batch of one image
             steps_per_epoch -= 1
-        total_steps = steps_per_epoch * s.max_epochs
+        # an inherited child may train for fewer epochs (--inherited-epochs): its schedule is that short too
+        max_epochs = min(s.max_epochs, weights.epochs) if weights is not None and weights.epochs else s.max_epochs
+        total_steps = steps_per_epoch * max_epochs
         lr_at = _schedule(s, total_steps)
         check_each_step = not self.cuda  # a .item() per step is free on CPU, a sync on CUDA
         keep_best = evaluate_test or keep_weights  # a copy per better epoch only when someone needs it
@@ -360,7 +362,7 @@ class Trainer:
         since_best = 0
         step = 0
 
-        for epoch in range(1, s.max_epochs + 1):
+        for epoch in range(1, max_epochs + 1):
             model.train()
             perm = torch.randperm(n, generator=gen, device=self.device)
             loss_sum = torch.zeros((), device=self.device)
@@ -401,7 +403,7 @@ class Trainer:
             else:
                 since_best += 1
             if on_epoch is not None:
-                on_epoch(epoch, s.max_epochs, val)
+                on_epoch(epoch, max_epochs, val)
             if s.patience and since_best >= s.patience:
                 break
 

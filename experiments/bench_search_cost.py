@@ -9,8 +9,11 @@ Configurations (everything else equal within a data set):
 
 * ``nf-full``     neuralfinder, every candidate trained in full (the seed's protocol);
 * ``nf-halving``  neuralfinder ``--prune halving`` (a step's candidates to the rung, the best on);
-* ``re-full``     regularized evolution on a training budget, every training in full;
-* ``re-median``   regularized evolution ``--prune median``.
+* ``nf-inherit``  neuralfinder ``--inherit-weights --inherited-epochs 0.5`` (a child starts from its
+                  parents' trained layers and trains half the epochs);
+* ``nf-both``     both;
+* ``re-full``     regularized evolution on a training budget, every training in full (digits only);
+* ``re-median``   regularized evolution ``--prune median`` (digits only).
 
 For every run: trainings, epochs trained, training FLOPs (``status --json``: forward FLOPs ×
 training images × 3 per epoch, summed), the best validation accuracy, and the test accuracy of
@@ -21,7 +24,7 @@ whole validation curve, and on the CPU a training stopped at the rung has exactl
 epochs of the full one (same seed), so that counterfactual is exact, not a model. The same
 replay at every possible rung is the measurement the default rung was chosen from.
 
-Weight inheritance (``--inherit-weights``, issue 20) is not built yet, so it is not measured.
+Weight inheritance for ``regularized``'s population is not built yet, so it is not measured.
 
     python experiments/bench_search_cost.py                       # both data sets, 5 seeds, a temp folder
     python experiments/bench_search_cost.py --work /tmp/cost      # kept; finished runs are reused
@@ -54,12 +57,17 @@ SEARCH = {
     "digits32": {"nf": ["--lattice", "3", "--steps", "5"], "re": ["--budget", "20", "--population", "6",
                                                                    "--tournament", "2"]},
 }
+INHERIT = ["--inherit-weights", "--inherited-epochs", "0.5"]
 CONFIGS = {
     "nf-full": ("nf", ["--strategy", "neuralfinder"]),
     "nf-halving": ("nf", ["--strategy", "neuralfinder", "--prune", "halving"]),
+    "nf-inherit": ("nf", ["--strategy", "neuralfinder", *INHERIT]),
+    "nf-both": ("nf", ["--strategy", "neuralfinder", "--prune", "halving", *INHERIT]),
     "re-full": ("re", ["--strategy", "regularized"]),
     "re-median": ("re", ["--strategy", "regularized", "--prune", "median"]),
 }
+#: The configurations run on the 32×32 folder (each of its trainings costs ~10x a digits one).
+CONFIGS_32 = ("nf-full", "nf-halving", "nf-inherit", "nf-both")
 
 
 def cli(*args: str) -> str:
@@ -154,7 +162,7 @@ def table(dataset: str, results: dict[str, list[dict]], agreement: dict[str, str
     for config, runs in results.items():
         if not runs:
             continue
-        reference = results["nf-full" if config.startswith("nf") else "re-full"]
+        reference = results.get("nf-full" if config.startswith("nf") else "re-full") or []
         flops = [r["status"]["train_flops"] or 0 for r in runs]
         ref_flops = statistics.mean(r["status"]["train_flops"] or 0 for r in reference) if reference else math.nan
         trainings = statistics.mean(r["status"]["trainings"] for r in runs)
@@ -173,6 +181,7 @@ def main() -> None:
     parser.add_argument("--work", help="folder for the data, runs and results [default: a new temp folder]")
     parser.add_argument("--datasets", default="digits,digits32")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds32", type=int, default=3, help="run seeds on the 32×32 folder")
     parser.add_argument("--retrain-seeds", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
@@ -185,14 +194,16 @@ def main() -> None:
     for dataset in args.datasets.split(","):
         if dataset == "digits32" and not data.exists():
             write_digits(data)
-        results: dict[str, list[dict]] = {c: [] for c in CONFIGS}
-        for seed in range(args.seeds):
-            for config in CONFIGS:
+        configs = CONFIGS_32 if dataset == "digits32" else tuple(CONFIGS)
+        seeds = args.seeds32 if dataset == "digits32" else args.seeds
+        results: dict[str, list[dict]] = {c: [] for c in configs}
+        for seed in range(seeds):
+            for config in configs:
                 run_dir = work / dataset / f"{config}-s{seed}"
                 print(f"== {dataset} {config} seed {seed}", flush=True)
                 results[config].append(measure(run_dir, options(dataset, config, seed, data, args.device),
                                                args.retrain_seeds, args.device))
-        full_runs = [work / dataset / f"nf-full-s{seed}" for seed in range(args.seeds)]
+        full_runs = [work / dataset / f"nf-full-s{seed}" for seed in range(seeds)]
         epochs = max(1, max(len(ev.history) for ev in _evaluations(full_runs[0])))
         from alife_nas.evaluation import halving_rung
 

@@ -177,3 +177,15 @@ def test_compare_by_epochs_and_flops_counts_what_a_halved_run_spent(tmp_path, di
         assert spent(halved, "flops")[-1] == sum(3 * ev.flops * ev.epochs * images for ev in store.evaluations())
     by_flops = compare_runs(runs, cost="flops", out=tmp_path / "cmp")
     assert "neuralfinder-halving" in by_flops.table and (tmp_path / "cmp" / "comparison.png").exists()
+
+
+def test_a_halved_run_exports_and_its_genomes_fitness_leaves_the_stopped_trainings_out(tmp_path):
+    from alife_nas.workflows import export_run
+
+    evals, _, _ = stored(run(tmp_path / "r", "halving"))
+    with RunStore.open(tmp_path / "r") as store:
+        stats = store.genome_fitness()
+    full = {ev.genome: ev.fitness for ev in evals if ev.failure is None}
+    assert set(stats) == set(full) and all(stats[g].mean == full[g] for g in full)
+    rows = export_run(tmp_path / "r", top=5, fmt="json").rows
+    assert [r["genome"] for r in rows] and all("#" not in r["genome"] for r in rows)

@@ -101,8 +101,9 @@ def test_a_training_starts_from_its_parents_weights_and_saves_its_own(digits, tm
 def _inheriting_run(run_dir, digits, **options):
     from tests.conftest import make_search
 
-    return make_search(run_dir, None, digits, lattice=3, steps=4, filters=[8, 16], max_epochs=2, inherit_weights=True,
-                       seed=3, device="cpu", **options)
+    options = {"lattice": 3, "steps": 4, "filters": [8, 16], "max_epochs": 2, "inherit_weights": True, "seed": 3,
+               "device": "cpu", **options}
+    return make_search(run_dir, None, digits, **options)
 
 
 @pytest.mark.usefixtures("one_torch_thread")
@@ -123,11 +124,22 @@ def test_a_run_keeps_exactly_the_weights_its_cells_hold(digits, tmp_path):
         assert read_status(store)["weights"] == {"files": files, "bytes": size} and files == len(held)
 
 
-def test_inheriting_and_reevaluating_is_refused():
+def test_inheriting_and_reevaluating_is_refused_and_a_shorter_budget_needs_inheritance():
     from alife_nas.config import ConfigError, SearchConfig
 
     with pytest.raises(ConfigError, match="inherit_weights and reevaluate 2"):
         SearchConfig.from_options(inherit_weights=True, reevaluate=2)
+    with pytest.raises(ConfigError, match="inherited_epochs 0.5 needs inherit_weights"):
+        SearchConfig.from_options(inherited_epochs=0.5)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_an_inherited_child_trains_the_shorter_budget(digits, tmp_path):
+    with _inheriting_run(tmp_path / "r", digits, inherited_epochs=0.5, steps=2) as search:
+        search.run()
+        evaluations = search.store.evaluations()
+    assert {ev.epochs for ev in evaluations if ev.operator == "init"} == {2}
+    assert {ev.epochs for ev in evaluations if ev.operator != "init" and ev.failure is None} == {1}
 
 
 @pytest.mark.slow

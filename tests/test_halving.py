@@ -1,8 +1,6 @@
 """--prune halving: a NeuralFinder step's candidates train to the rung, only the best goes on."""
 from __future__ import annotations
 
-import dataclasses
-import itertools
 
 import pytest
 
@@ -10,10 +8,9 @@ from alife_nas.config import ConfigError, SearchConfig
 from alife_nas.contract import PRUNED, EvalRequest
 from alife_nas.evaluation import Halving, halving_rung
 from alife_nas.genome import parse_genome
-from alife_nas.search import Search
 from alife_nas.store import RunStore
 from tests.conftest import make_search
-from tests.test_pruning import EPOCHS, curve, curve_score
+from tests.test_pruning import EPOCHS, crashed_and_resumed, curve, curve_score
 
 RUNG = halving_rung(EPOCHS)  # 2 of 8 epochs
 OPTIONS = dict(lattice=3, steps=25, seed=4, max_epochs=EPOCHS)
@@ -117,43 +114,10 @@ def test_halving_with_several_masters_ranks_each_move_apart(tmp_path):
 
 def test_killed_and_resumed_with_halving_equals_uninterrupted(tmp_path):
     config = SearchConfig.from_options(prune="halving", **OPTIONS)
-
-    def open_or_create(run_dir, score):
-        if (run_dir / "run.sqlite").exists():
-            return Search.open(run_dir, score=score)
-        return Search.create(run_dir, config, score=score)
-
-    class Crash(BaseException):
-        pass
-
-    crashes = 0
-    for after in (3, 12, 14, 5, 30, 9, 22):
-        calls = itertools.count(1)
-
-        def dying(genome, seed, on_epoch=None):
-            if next(calls) == after:
-                raise Crash
-            return curve_score(genome, seed, on_epoch)
-
-        with open_or_create(tmp_path / "b", dying) as search:
-            try:
-                search.run()
-            except Crash:
-                crashes += 1
+    whole, resumed, crashes = crashed_and_resumed(tmp_path, config, (3, 12, 14, 5, 30, 9, 22))
     assert crashes >= 4
-    for run_dir in (tmp_path / "a", tmp_path / "b"):
-        with open_or_create(run_dir, curve_score) as search:
-            search.run()
-
-    def history(run_dir):
-        with RunStore.open(run_dir) as store:
-            evals = [dataclasses.replace(e, created_at="") for e in store.evaluations()]
-            rows = [(r.step, r.record, r.lattice, r.trainings, r.cache_hits) for r in store.step_rows()]
-            return evals, rows
-
-    whole = history(tmp_path / "a")
     assert any(ev.failure_kind == PRUNED for ev in whole[0])
-    assert whole == history(tmp_path / "b")
+    assert whole == resumed
 
 
 def test_compare_by_epochs_and_flops_counts_what_a_halved_run_spent(tmp_path, digits):

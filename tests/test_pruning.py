@@ -97,8 +97,10 @@ def test_a_pruned_genome_asked_for_again_is_trained_in_full(tmp_path):
     search.close()
 
 
-def test_killed_and_resumed_with_pruning_equals_uninterrupted(tmp_path):
-    config = SearchConfig.from_options(prune="median", lattice=3, steps=20, seed=4)
+def crashed_and_resumed(tmp_path, config, crash_points) -> tuple[tuple, tuple, int]:
+    """Run ``config`` with curve_score once whole (tmp_path/a) and once (tmp_path/b) dying in the
+    score function after each of ``crash_points`` trainings of an attempt, resumed each time, then
+    finished; returns both histories and how many attempts died."""
 
     def open_or_create(run_dir, score):
         if (run_dir / "run.sqlite").exists():
@@ -109,7 +111,7 @@ def test_killed_and_resumed_with_pruning_equals_uninterrupted(tmp_path):
         pass
 
     crashes = 0
-    for after in (3, 17, 5, 30, 9):
+    for after in crash_points:
         calls = itertools.count(1)
 
         def dying(genome, seed, on_epoch=None):
@@ -122,7 +124,6 @@ def test_killed_and_resumed_with_pruning_equals_uninterrupted(tmp_path):
                 search.run()
             except Crash:
                 crashes += 1
-    assert crashes >= 3
     for run_dir in (tmp_path / "a", tmp_path / "b"):
         with open_or_create(run_dir, curve_score) as search:
             search.run()
@@ -133,9 +134,15 @@ def test_killed_and_resumed_with_pruning_equals_uninterrupted(tmp_path):
             rows = [(r.step, r.record, r.lattice, r.trainings, r.cache_hits) for r in store.step_rows()]
             return evals, rows
 
-    whole = history(tmp_path / "a")
+    return history(tmp_path / "a"), history(tmp_path / "b"), crashes
+
+
+def test_killed_and_resumed_with_pruning_equals_uninterrupted(tmp_path):
+    config = SearchConfig.from_options(prune="median", lattice=3, steps=20, seed=4)
+    whole, resumed, crashes = crashed_and_resumed(tmp_path, config, (3, 17, 5, 30, 9))
+    assert crashes >= 3
     assert any(ev.failure_kind == PRUNED for ev in whole[0])
-    assert whole == history(tmp_path / "b")
+    assert whole == resumed
 
 
 def test_no_pruning_is_todays_protocol_and_pruning_needs_one_training_per_genome():

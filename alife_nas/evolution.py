@@ -35,7 +35,14 @@ from alife_nas.operators import (
     random_initial_genome,
     self_replicate,
 )
-from alife_nas.options import check_fields, filters_option, option
+from alife_nas.options import (
+    check_fields,
+    check_inheritance,
+    filters_option,
+    inherit_weights_option,
+    inherited_epochs_option,
+    option,
+)
 from alife_nas.validation import check_int
 
 __all__ = [
@@ -96,18 +103,12 @@ class EvolutionConfig:
                               low=0.0, high=1.0)
     better_by: str = option("accuracy", "What the ratio r is relative to: accuracy (the seed's: x > y(1+r)) or "
                             "the error rate ((1-x) < (1-y)(1-r); does not freeze near the top).", choices=BETTER_BY)
-    inherit_weights: bool = option(False, "Children start from their parents' trained layers where shapes allow "
-                                   "(docs/method.md, Weight inheritance); the cells' weights are kept in "
-                                   "RUN/weights.")
-    inherited_epochs: float = option(1.0, "With --inherit-weights: a child that starts from inherited weights trains "
-                                     "this share of the epoch limit (rounded up; 1 = all of it).", low=0.0,
-                                     low_open=True, high=1.0)
+    inherit_weights: bool = inherit_weights_option()
+    inherited_epochs: float = inherited_epochs_option()
 
     def __post_init__(self) -> None:
         check_fields(self)
-        if self.inherited_epochs != 1.0 and not self.inherit_weights:
-            raise ValueError(f"inherited_epochs {self.inherited_epochs} needs inherit_weights: without it no child "
-                             "starts from inherited weights")
+        check_inheritance(self)
         check_int("radius", self.radius, 1, self.lattice)
         _check_masters(self.masters, self.lattice, self.radius)
 

@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 
 from alife_nas.genome import Conv, Genome
 
-__all__ = ["Inherit", "WeightPlan", "LayerMap", "request_key", "self_replication_map", "crossover_maps", "mutant_map",
+__all__ = ["Inherit", "WeightPlan", "LayerMap", "request_key", "self_replication_map", "crossover_maps", "mutant_map", "aligned_map",
            "inheritable", "WeightsFolder", "WEIGHTS_DIR"]
 
 #: Per child layer: (parent number, that parent's layer index), or None for a fresh layer.
@@ -93,6 +93,22 @@ def mutant_map(winner: Genome) -> LayerMap:
     """A mutant of the winner (one conv's filter count changed): every layer from the winner; the
     changed conv, and the conv after it (its input channels changed), fail the shape check."""
     return tuple((0, i) for i in range(len(winner)))
+
+
+def aligned_map(parent: Genome, child: Genome) -> LayerMap:
+    """A child made from one parent by a layer edit (regularized's mutations: change a filter
+    count, insert or remove a conv or a pool): the layers before the edit and after it come from
+    the parent's same layers (the longest common start and end); the edited part is fresh."""
+    start = 0
+    while start < min(len(parent), len(child)) and parent[start] == child[start]:
+        start += 1
+    end = 0
+    while (end < min(len(parent), len(child)) - start
+           and parent[len(parent) - 1 - end] == child[len(child) - 1 - end]):
+        end += 1
+    shift = len(parent) - len(child)
+    return tuple((0, i) if i < start else (0, i + shift) if i >= len(child) - end else None
+                 for i in range(len(child)))
 
 
 def _in_channels(genome: Genome, channels: int) -> list[int | None]:

@@ -136,3 +136,23 @@ def filters_option() -> Any:
 
     return option(DEFAULT_FILTERS, "Filter set, comma-separated (at least two distinct counts).", kind="filters",
                   check=lambda _name, value: normalize_filters(value))
+
+
+def inherit_weights_option() -> Any:
+    """``--inherit-weights``, an option of the strategies whose children come from trained parents
+    (neuralfinder, regularized): one declaration for both."""
+    return option(False, "Children start from their parents' trained layers where shapes allow (docs/method.md, "
+                  "Weight inheritance); the weights of what the search holds are kept in RUN/weights.")
+
+
+def inherited_epochs_option() -> Any:
+    """``--inherited-epochs``: the shorter budget of a child that inherits (with :func:`inherit_weights_option`)."""
+    return option(1.0, "With --inherit-weights: a child that starts from inherited weights trains this share of the "
+                  "epoch limit (rounded up; 1 = all of it).", low=0.0, low_open=True, high=1.0)
+
+
+def check_inheritance(instance: Any) -> None:
+    """A strategy's options: a shorter inherited budget means nothing without inheritance."""
+    if instance.inherited_epochs != 1.0 and not instance.inherit_weights:
+        raise ValueError(f"inherited_epochs {instance.inherited_epochs} needs inherit_weights: without it no child "
+                         "starts from inherited weights")

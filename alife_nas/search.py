@@ -109,7 +109,7 @@ class Search:
         attempt had them), so every step starts from the same files, killed or not."""
         if self.weights is None:
             return
-        held = set(held_weights(self.strategy.lattice()))
+        held = set(getattr(self.strategy, "held_weights", lambda: [])())
         upcoming = self.steps_done + 1 if self.store.initialized else 0
         self.weights.keep(held | set(self.store.genome_keys(from_step=upcoming)))
 
@@ -359,16 +359,6 @@ def _kept_weights(store: RunStore) -> dict[str, int] | None:
         return None
     files, size = WeightsFolder(store.run_dir, store.settings_hash).size()
     return {"files": files, "bytes": size}
-
-
-def held_weights(snapshot: dict | None) -> list[str]:
-    """The weights keys a lattice snapshot's cells hold (``--inherit-weights``): a cell's own key,
-    or its genome for a fresh training."""
-    if not snapshot:
-        return []
-    keys = snapshot.get("weights") or [[None] * len(row) for row in snapshot["genomes"]]
-    return [key or genome for grow, krow in zip(snapshot["genomes"], keys) for genome, key in zip(grow, krow)
-            if genome is not None]
 
 
 def train_flops(flop_epochs: int, dataset_info: dict | None) -> int | None:

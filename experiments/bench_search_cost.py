@@ -13,7 +13,8 @@ Configurations (everything else equal within a data set):
                   parents' trained layers and trains half the epochs);
 * ``nf-both``     both;
 * ``re-full``     regularized evolution on a training budget, every training in full (digits only);
-* ``re-median``   regularized evolution ``--prune median`` (digits only).
+* ``re-median``   regularized evolution ``--prune median``; ``re-inherit``, ``re-both`` as above
+                  (digits only).
 
 For every run: trainings, epochs trained, training FLOPs (``status --json``: forward FLOPs ×
 training images × 3 per epoch, summed), the best validation accuracy, and the test accuracy of
@@ -23,8 +24,6 @@ measures, on every step of the ``nf-full`` runs, whether the step would have dec
 whole validation curve, and on the CPU a training stopped at the rung has exactly the first
 epochs of the full one (same seed), so that counterfactual is exact, not a model. The same
 replay at every possible rung is the measurement the default rung was chosen from.
-
-Weight inheritance for ``regularized``'s population is not built yet, so it is not measured.
 
     python experiments/bench_search_cost.py                       # both data sets, 5 seeds, a temp folder
     python experiments/bench_search_cost.py --work /tmp/cost      # kept; finished runs are reused
@@ -48,13 +47,13 @@ from bench_heads import write_digits  # noqa: E402  (the one writer of the 32×3
 
 #: Per data set: the options every configuration shares, and each configuration's own.
 DATASETS = {
-    "digits": ["--dataset", "digits", "--filters", "16,32,64", "--preset", "fast"],
-    "digits32": ["--filters", "8,16,32", "--preset", "fast", "--max-epochs", "6"],
+    "digits": ["--dataset", "digits", "--filters", "16,32,64", "--preset", "fast", "--max-epochs", "8"],
+    "digits32": ["--filters", "8,16,32", "--preset", "fast", "--max-epochs", "4"],
 }
 SEARCH = {
-    "digits": {"nf": ["--lattice", "3", "--steps", "12"], "re": ["--budget", "40", "--population", "10",
-                                                                  "--tournament", "3"]},
-    "digits32": {"nf": ["--lattice", "3", "--steps", "5"], "re": ["--budget", "20", "--population", "6",
+    "digits": {"nf": ["--lattice", "3", "--steps", "8"], "re": ["--budget", "30", "--population", "8",
+                                                                 "--tournament", "3"]},
+    "digits32": {"nf": ["--lattice", "3", "--steps", "4"], "re": ["--budget", "20", "--population", "6",
                                                                    "--tournament", "2"]},
 }
 INHERIT = ["--inherit-weights", "--inherited-epochs", "0.5"]
@@ -65,6 +64,8 @@ CONFIGS = {
     "nf-both": ("nf", ["--strategy", "neuralfinder", "--prune", "halving", *INHERIT]),
     "re-full": ("re", ["--strategy", "regularized"]),
     "re-median": ("re", ["--strategy", "regularized", "--prune", "median"]),
+    "re-inherit": ("re", ["--strategy", "regularized", *INHERIT]),
+    "re-both": ("re", ["--strategy", "regularized", "--prune", "median", *INHERIT]),
 }
 #: The configurations run on the 32×32 folder (each of its trainings costs ~10x a digits one).
 CONFIGS_32 = ("nf-full", "nf-halving", "nf-inherit", "nf-both")
@@ -82,7 +83,7 @@ def options(dataset: str, config: str, seed: int, data: Path, device: str) -> li
     kind, own = CONFIGS[config]
     source = ["--dataset", f"imagefolder:{data}"] if dataset == "digits32" else []
     return [*source, *DATASETS[dataset], *SEARCH[dataset][kind], *own, "--seed", str(seed), "--device", device,
-            "--progress", "lines"]
+            "--threads", "1", "--progress", "lines"]
 
 
 def measure(run_dir: Path, opts: list[str], retrain_seeds: int, device: str) -> dict:
@@ -181,14 +182,14 @@ def main() -> None:
     parser.add_argument("--work", help="folder for the data, runs and results [default: a new temp folder]")
     parser.add_argument("--datasets", default="digits,digits32")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--seeds32", type=int, default=3, help="run seeds on the 32×32 folder")
+    parser.add_argument("--seeds32", type=int, default=5, help="run seeds on the 32×32 folder")
     parser.add_argument("--retrain-seeds", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-search-cost-"))
     work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("ALIFE_NAS_CACHE", str(work / "cache"))
-    data = work / "digits32"
+    data = work / "digits32-images"  # not the runs' folder: an image folder's subfolders are its classes
     start = time.perf_counter()
     report = []
     for dataset in args.datasets.split(","):

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alife_nas.genome import parse_genome
 from alife_nas.inheritance import (
     Inherit,
+    aligned_map,
     WeightPlan,
     WeightsFolder,
     crossover_maps,
@@ -32,6 +35,30 @@ def test_the_maps_follow_the_operators():
         assert [parents[p][j] for p, j in layers] == list(child)
     assert self_replication_map(a) == ((0, 0), (0, 1), (0, 2)) * 2
     assert mutant_map(a) == ((0, 0), (0, 1), (0, 2))
+
+
+@pytest.mark.parametrize("parent, child, expected", [
+    ("16-M-32-64", "16-M-48-64", ((0, 0), (0, 1), None, (0, 3))),   # a filter count changed
+    ("16-M-32", "16-64-M-32", ((0, 0), None, (0, 1), (0, 2))),      # a conv inserted
+    ("16-M-32-64", "16-M-64", ((0, 0), (0, 1), (0, 3))),            # a conv removed
+    ("16-32", "16-M-32", ((0, 0), None, (0, 1))),                   # a pool inserted
+])
+def test_a_layer_edit_keeps_the_layers_before_and_after_it(parent, child, expected):
+    assert aligned_map(parse_genome(parent), parse_genome(child)) == expected
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_every_layer_a_mutated_child_maps_is_its_parents_same_layer(seed):
+    import numpy as np
+
+    from alife_nas.operators import mutate_structure, random_genome
+
+    rng = np.random.default_rng(seed)
+    parent = random_genome(rng, (16, 32, 64), max_layers=8)
+    child, _ = mutate_structure(rng, parent, (16, 32, 64))
+    layers = aligned_map(parent, child)
+    assert len(layers) == len(child)
+    assert all(parent[j] == child[i] for i, src in enumerate(layers) if src is not None for _, j in [src])
 
 
 def test_what_can_be_inherited_is_what_keeps_its_input_channels():
@@ -101,20 +128,24 @@ def test_a_training_starts_from_its_parents_weights_and_saves_its_own(digits, tm
 def _inheriting_run(run_dir, digits, **options):
     from tests.conftest import make_search
 
-    options = {"lattice": 3, "steps": 4, "filters": [8, 16], "max_epochs": 2, "inherit_weights": True, "seed": 3,
-               "device": "cpu", **options}
+    own = ({"population": 4, "tournament": 2, "budget": 16} if options.get("strategy") == "regularized"
+           else {"lattice": 3, "steps": 4})
+    options = {**own, "filters": [8, 16], "max_epochs": 2, "inherit_weights": True, "seed": 3, "device": "cpu",
+               **options}
     return make_search(run_dir, None, digits, **options)
 
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_a_run_keeps_exactly_the_weights_its_cells_hold(digits, tmp_path):
-    from alife_nas.search import held_weights, read_status
+    from alife_nas.search import read_status
 
     with _inheriting_run(tmp_path / "r", digits) as search:
         search.run()
         snapshot, store = search.strategy.lattice(), search.store
         folder = search.weights
-        held = set(held_weights(snapshot))
+        held = set(search.strategy.held_weights())
+        assert held == {key or genome for grow, krow in zip(snapshot["genomes"], snapshot["weights"])
+                        for genome, key in zip(grow, krow)}
         assert {p.name for p in folder.folder.iterdir()} == {folder.path(k).name for k in held}
         assert any("<" in key for key in held)  # some cell holds an inherited training
         inherited = [ev for ev in store.evaluations() if ev.operator not in ("init",)]
@@ -124,6 +155,24 @@ def test_a_run_keeps_exactly_the_weights_its_cells_hold(digits, tmp_path):
         assert read_status(store)["weights"] == {"files": files, "bytes": size} and files == len(held)
 
 
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_regularized_population_inherits_and_keeps_its_members_weights(digits, tmp_path):
+    from tests.conftest import make_search
+
+    options = dict(strategy="regularized", population=4, tournament=2, budget=10, filters=[8, 16], max_epochs=2,
+                   inherit_weights=True, inherited_epochs=0.5, seed=2, device="cpu")
+    with make_search(tmp_path / "r", None, digits, **options) as search:
+        search.run()
+        held, folder, store = search.strategy.held_weights(), search.weights, search.store
+        assert len(held) == 4 and {p.name for p in folder.folder.iterdir()} == {folder.path(k).name for k in held}
+        children = [ev for ev in store.evaluations() if ev.step > 0]
+        assert children and all(ev.epochs == 1 for ev in children if ev.failure is None)  # half of 2 epochs
+        keys = [row[0] for row in store._conn.execute("SELECT cache_key FROM evaluations WHERE step > 0")]
+        assert all("<" in key for key in keys)
+        state = search.strategy.state()
+    assert state["weights"] == held  # stored with every step: a resumed population knows its members' weights
+
+
 def test_inheriting_and_reevaluating_is_refused_and_a_shorter_budget_needs_inheritance():
     from alife_nas.config import ConfigError, SearchConfig
 
@@ -131,6 +180,10 @@ def test_inheriting_and_reevaluating_is_refused_and_a_shorter_budget_needs_inher
         SearchConfig.from_options(inherit_weights=True, reevaluate=2)
     with pytest.raises(ConfigError, match="inherited_epochs 0.5 needs inherit_weights"):
         SearchConfig.from_options(inherited_epochs=0.5)
+    with pytest.raises(ConfigError, match="inherited_epochs 0.5 needs inherit_weights"):
+        SearchConfig.from_options(strategy="regularized", inherited_epochs=0.5)
+    with pytest.raises(ConfigError, match="inherit_weights and retrain_rediscovered"):
+        SearchConfig.from_options(strategy="regularized", inherit_weights=True, retrain_rediscovered=True)
 
 
 @pytest.mark.usefixtures("one_torch_thread")
@@ -144,7 +197,9 @@ def test_an_inherited_child_trains_the_shorter_budget(digits, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
-def test_killed_and_resumed_with_halving_and_inheritance_equals_uninterrupted(digits, tmp_path, monkeypatch):
+@pytest.mark.parametrize("how", [{"prune": "halving"}, {"strategy": "regularized", "prune": "median"}],
+                         ids=["neuralfinder-halving", "regularized-median"])
+def test_killed_and_resumed_with_pruning_and_inheritance_equals_uninterrupted(digits, tmp_path, monkeypatch, how):
     import dataclasses
     import itertools
 
@@ -163,11 +218,11 @@ def test_killed_and_resumed_with_halving_and_inheritance_equals_uninterrupted(di
         return train(self, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "train", counted)
-    with _inheriting_run(tmp_path / "a", digits, prune="halving") as search:
+    with _inheriting_run(tmp_path / "a", digits, **how) as search:
         search.run()
     total = next(made) - 1
     crashes = 0
-    assert total > 20
+    assert total > 12
     for after in (4, 6, 3, 5):  # each attempt dies this many trainings after it (re)started: in steps, between
         calls = itertools.count(1)
 
@@ -179,7 +234,7 @@ def test_killed_and_resumed_with_halving_and_inheritance_equals_uninterrupted(di
         monkeypatch.setattr(Trainer, "train", dying)
         run_dir = tmp_path / "b"
         search = Search.open(run_dir, data=digits) if (run_dir / "run.sqlite").exists() else _inheriting_run(
-            run_dir, digits, prune="halving")
+            run_dir, digits, **how)
         with search:
             try:
                 search.run()
@@ -195,10 +250,12 @@ def test_killed_and_resumed_with_halving_and_inheritance_equals_uninterrupted(di
             evals = [dataclasses.replace(e, created_at="", train_time=None, images_per_sec=None)
                      for e in store.evaluations()]
             rows = [(r.step, r.record, r.lattice, r.trainings, r.cache_hits) for r in store.step_rows()]
-            return evals, rows
+            keys = [key for (key,) in store._conn.execute("SELECT cache_key FROM evaluations ORDER BY id")]
+            return evals, rows, keys, store.last_step().strategy_state
 
     whole = history(tmp_path / "a")
-    assert any(e.failure_kind == "pruned" for e in whole[0])
+    assert any(e.failure_kind == "pruned" for e in whole[0]) or how.get("prune") != "halving"
+    assert any("<" in key for key in whole[2])  # children started from inherited weights
     assert whole == history(tmp_path / "b")
     names = [sorted(p.name for p in (tmp_path / r / "weights").iterdir()) for r in "ab"]
     assert names[0] == names[1]

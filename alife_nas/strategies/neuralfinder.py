@@ -89,6 +89,10 @@ class NeuralFinder:
     def population_fitness(self) -> list[float]:
         return [] if self._lattice is None else self._lattice.fitness.ravel().tolist()
 
+    def held_weights(self) -> list[str]:
+        """``--inherit-weights``: the weights keys of the trainings the cells hold."""
+        return [] if self._lattice is None else [self._lattice.weights_key(cell) for cell in self._lattice.cells()]
+
     def best(self) -> tuple[str, float]:
         assert self._lattice is not None
         _cell, genome, fitness = self._lattice.best()

@@ -22,7 +22,15 @@ import numpy as np
 from alife_nas.contract import EvalRequest, Evaluator, mean_fitness
 from alife_nas.genome import Genome, parse_genome
 from alife_nas.operators import mutate_structure, random_initial_genome
-from alife_nas.options import check_fields, filters_option, option
+from alife_nas.inheritance import Inherit, aligned_map, request_key
+from alife_nas.options import (
+    check_fields,
+    check_inheritance,
+    filters_option,
+    inherit_weights_option,
+    inherited_epochs_option,
+    option,
+)
 from alife_nas.validation import check_int
 
 #: How a tournament draws its T members from the population: ``without-replacement`` (T distinct
@@ -44,10 +52,16 @@ class RegularizedOptions:
     retrain_rediscovered: bool = option(False, "Train a child (or initial member) whose genome this run has trained "
                                         "before again, as a further sample, instead of reusing its stored fitness "
                                         "(aging evolution trains every model it makes).")
+    inherit_weights: bool = inherit_weights_option()
+    inherited_epochs: float = inherited_epochs_option()
 
     def __post_init__(self) -> None:
         check_fields(self)
         check_int("tournament", self.tournament, 1, self.population)
+        check_inheritance(self)
+        if self.inherit_weights and self.retrain_rediscovered:
+            raise ValueError("inherit_weights and retrain_rediscovered cannot be combined: an inherited child is "
+                             "trained afresh anyway (its cache key names its parent's training)")
 
 class RegularizedEvolution:
     """Aging evolution; population size and tournament size are options."""
@@ -61,6 +75,7 @@ class RegularizedEvolution:
         self.size = options.population
         self.tournament = options.tournament
         self.population: list[tuple[str, float]] = []  # oldest first
+        self.weights: list[str] = []  # --inherit-weights: each member's weights key, in population order
         self.best_genome: str | None = None
         self.best_fitness = 0.0
         self.trainings: dict[str, int] = {}  # genome -> its trainings in this run (kept with retrain_rediscovered)
@@ -118,6 +133,7 @@ class RegularizedEvolution:
         for g, f in zip(genomes, scores):
             self.population.append((str(g), f))
             self._remember(g, f)
+        self.weights = [str(g) for g in genomes] if self.options.inherit_weights else []
         candidates = self._candidates(requests, scores)
         for candidate in candidates[:len(init_genomes)]:
             candidate["given"] = True
@@ -129,9 +145,15 @@ class RegularizedEvolution:
         parent_index = max(sample, key=lambda i: (self.population[i][1], -i))  # fittest; older on ties
         parent, parent_fitness = parse_genome(self.population[parent_index][0]), self.population[parent_index][1]
         child, mutation = mutate_structure(rng, parent, self.filters)
-        requests, (fitness,) = self._score(evaluate, step, [EvalRequest(child, 0, f"mutate-{mutation}", (str(parent),))])
+        inherit = None
+        if self.options.inherit_weights:  # the child starts from its parent's training, edit aside
+            inherit = Inherit(((self.weights[parent_index], str(parent)),), aligned_map(parent, child), 0)
+        request = EvalRequest(child, 0, f"mutate-{mutation}", (str(parent),), inherit=inherit)
+        requests, (fitness,) = self._score(evaluate, step, [request])
         removed = self.population.pop(0)
         self.population.append((str(child), fitness))
+        if self.options.inherit_weights:
+            self.weights = self.weights[1:] + [request_key(child, inherit)]
         self._remember(child, fitness)
         return {
             "step": step, "outcome": "aged", "parent": str(parent), "parent_fitness": parent_fitness,
@@ -145,12 +167,15 @@ class RegularizedEvolution:
                  "best_fitness": self.best_fitness}
         if self.options.retrain_rediscovered:
             state["trainings"] = dict(self.trainings)
+        if self.options.inherit_weights:
+            state["weights"] = list(self.weights)
         return state
 
     def load_state(self, state: dict, lattice: dict | None) -> None:
         self.population = [(g, float(f)) for g, f in state["population"]]
         self.best_genome, self.best_fitness = state["best_genome"], state["best_fitness"]
         self.trainings = {g: int(n) for g, n in state.get("trainings", {}).items()}
+        self.weights = list(state.get("weights", []))
 
     def initial_trainings(self, init_genomes: Sequence[Genome] = ()) -> int:
         return self.size  # the first population, known genomes or not
@@ -160,6 +185,10 @@ class RegularizedEvolution:
 
     def population_fitness(self) -> list[float]:
         return [f for _, f in self.population]
+
+    def held_weights(self) -> list[str]:
+        """``--inherit-weights``: the weights keys of the members' trainings."""
+        return list(self.weights)
 
     def best(self) -> tuple[str, float]:
         return str(self.best_genome), self.best_fitness

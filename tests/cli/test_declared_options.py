@@ -25,7 +25,8 @@ SPECIAL = {"dataset": "cifar10", "data_dir": "elsewhere", "devices": "cpu,cpu", 
            "filters": [16, 64], "radius": 2, "tournament": 3, "gpus_per_trial": 0.5, "strategy": "ga",
            "executor": "local"}
 #: Options that need another one to be valid.
-NEEDS = {"gpus_per_trial": {"ray": "auto"}, "radius": {"lattice": 5}, "masters": {"lattice": 9}}
+NEEDS = {"gpus_per_trial": {"ray": "auto"}, "radius": {"lattice": 5}, "masters": {"lattice": 9},
+         "inherited_epochs": {"inherit_weights": True}}
 
 
 def other_value(name: str, spec: Spec, default):

@@ -83,6 +83,7 @@ def one_line_error(result, *phrases):
         assert phrase in result.stderr, result.stderr
 
 
+@pytest.mark.slow  # two real-data runs: ~5 s
 def test_compare_refuses_runs_trained_on_other_data_and_force_goes_on(tmp_path):
     # Real trainings on digits (1 epoch, 8- and 16-filter networks): one run validates on 20 % of the
     # training images, the other on 30 %, so their fitness values are not the same measurement.

@@ -220,6 +220,7 @@ def test_a_stopped_worker_is_killed_and_replaced_and_the_run_equals_the_serial_o
     stop_one_training_and_compare_with_serial(tmp_path, monkeypatch)
 
 
+@pytest.mark.slow  # two trainings wait out their timeouts: ~5 s
 def test_a_task_that_hangs_twice_is_recorded_failed_naming_the_timeout():
     job = TrainingJob(SearchConfig().data, SearchConfig().training, score=hanging_score)
     executor = LocalExecutor(job, workers=2, training_timeout=2)
@@ -291,6 +292,7 @@ def test_a_stopped_ray_actor_is_killed_and_replaced_and_the_run_equals_the_seria
     stop_one_training_and_compare_with_serial(tmp_path, monkeypatch, ray="local")
 
 
+@pytest.mark.slow  # a Ray instance started and its coordinator killed: ~6 s
 @needs_proc
 def test_a_ray_instance_started_here_ends_when_the_coordinator_is_killed(tmp_path):
     pytest.importorskip("ray")

@@ -77,6 +77,7 @@ def test_one_writer_per_run(tmp_path, score):
         search.run()
 
 
+@pytest.mark.slow  # worker processes finishing in every order: ~5 s
 def test_a_k_master_search_is_a_function_of_the_seed_whichever_worker_finishes_first(tmp_path):
     options = dict(lattice=6, masters=3, steps=4, seed=8)
     run_search(tmp_path / "serial", fake_score, **options)

@@ -2,6 +2,7 @@
 import os
 from pathlib import Path
 
+import pytest
 import ray
 
 from alife_nas.config import SearchConfig
@@ -11,6 +12,7 @@ from tests.executors.test_hangs import alive, descendants
 from tests.executors.test_local import history
 
 
+@pytest.mark.slow  # a Ray instance and two real searches: ~20 s
 def test_ray_reproduces_the_serial_run_with_the_real_trainer(tmp_path):
     options = dict(lattice=3, steps=3, filters=[16, 32, 64], max_epochs=1, device="cpu", seed=4, threads=1)
     with Search.create(tmp_path / "serial", SearchConfig.from_options(**options)) as search:
@@ -28,6 +30,7 @@ def test_ray_reproduces_the_serial_run_with_the_real_trainer(tmp_path):
     assert serial == on_ray and len(serial[0]) > 9
 
 
+@pytest.mark.slow  # a Ray instance whose actors are killed: ~8 s
 def test_a_dead_actor_is_replaced_and_its_task_retried_then_recorded(tmp_path):
     with make_search(tmp_path / "r", dying_score, lattice=3, steps=2, ray="local", workers=2) as search:
         search.run()

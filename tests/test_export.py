@@ -130,6 +130,7 @@ def test_generated_pytorch_matches_the_builder(tmp_path) -> None:
         theirs.load_state_dict(ours.state_dict())  # weights trained by alife_nas load as they are
 
 
+@pytest.mark.slow  # a fresh interpreter per file: ~3.5 s
 def test_generated_pytorch_needs_no_alife_nas(tmp_path) -> None:
     paths = []
     for i, (genome, shape, classes) in enumerate(CASES):

@@ -182,6 +182,7 @@ def test_trained_onnx_matches_pytorch_and_normalises_inside(tmp_path, digits, tr
     assert props["genome"] == GENOME and float(props["test_accuracy"]) == trained.test_accuracy
 
 
+@pytest.mark.slow  # a training, a fresh interpreter and ONNX: ~5 s
 def test_a_gap_batchnorm_network_ships_and_reloads(tmp_path, digits):
     """--head gap --batchnorm: the standalone file and ONNX give what the trainer measured."""
     import onnxruntime as ort

@@ -92,6 +92,7 @@ def test_save_writes_weights_and_a_predict_file_that_works_without_alife_nas(tmp
     assert got["metadata"]["seed"] == 0 and got["metadata"]["best_epoch"] == data["best_epoch"]
 
 
+@pytest.mark.slow  # two trainings and an ONNX export: ~4 s
 def test_save_refuses_existing_files_before_training_and_force_overwrites_with_onnx(tmp_path):
     first = run("8-M", "--max-epochs", "1", "--device", "cpu", "--save", str(tmp_path))
     assert first.exit_code == 0, first.output

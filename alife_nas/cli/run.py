@@ -535,9 +535,10 @@ def _drive(search: Search, run_dir: str) -> None:
             observers.close()
             search.close()
             raise
+        done = _done_line(search, s)  # reads the run's failures: before the store is closed
         observers.close()
         search.close()
-    click.echo(_done_line(search, s))
+    click.echo(done)
     click.echo(f"results in {run_dir} (see: alife-nas status {run_dir}; alife-nas export {run_dir} --top 15 --format markdown)")
 
 
@@ -635,11 +636,20 @@ def _count(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def _none_succeeded(search: Search) -> str:
+    """``no training succeeded: too_large 9 (e.g. 512: network has ...)``: why, from the failures."""
+    by_kind = search.store.failures_by_kind()
+    if not by_kind:
+        return "no training succeeded"
+    return "no training succeeded: " + _failures_line(sum(e["count"] for e in by_kind.values()), by_kind).partition(
+        ": ")[2]
+
+
 def _done_line(search: Search, s: Summary) -> str:
     """The last line of a run: how far it got and why it stopped there, then the best found."""
     stop, init = search.config.stop, search.initial_trainings()
     counts = f"{s.trainings} trainings, {s.cache_hits} cache hits"
-    best = f"best {s.best_fitness:.4f} {s.best_genome}" if s.best_genome else "no training succeeded"
+    best = f"best {s.best_fitness:.4f} {s.best_genome}" if s.best_genome else _none_succeeded(search)
     if not s.finished:  # Search.run gave up: steps in a row that trained nothing new
         return f"stopped after {s.step} steps: the last steps trained nothing new (search space exhausted?); {counts}; {best}"
     if s.step == 0 and stop.budget is not None and s.trainings >= stop.budget and stop.steps != 0:

@@ -124,6 +124,8 @@ def test_a_run_where_every_training_failed_says_why_everywhere(tmp_path):
     assert result.exit_code == 0, result.output
     training_lines = [line for line in result.output.splitlines() if line.startswith("  ") and " -> " in line]
     assert training_lines and all(FAILED_LINE.match(line) for line in training_lines), result.output
+    done = next(line for line in result.output.splitlines() if line.startswith("done: "))
+    assert "; no training succeeded: too_large " in done and "(e.g. " in done  # the last line says why
 
     info = json.loads(invoke("status", run_dir, "--json").output)
     assert set(info["failures_by_kind"]) == {"too_large"}

@@ -31,6 +31,7 @@ __all__ = [
     "FitnessStats",
     "takes_init_genomes",
     "init_keywords",
+    "place_known",
     "mean_fitness",
     "Strategy",
     "STRATEGY_METHODS",
@@ -202,6 +203,15 @@ def init_keywords(init_genomes: Sequence[Any] | None) -> dict[str, Any]:
     if not init_genomes:
         return {}
     return {"init_genomes": tuple(parse_genome(g) if isinstance(g, str) else g for g in init_genomes)}
+
+
+def place_known(genomes: list, init_genomes: Sequence[Any], room: str) -> list:
+    """``genomes`` (a strategy's random initial ones, every one drawn) with the first replaced by the
+    known genomes (``--init-genomes``); a ValueError when more are known than ``room`` (e.g. "a
+    population of 8") holds. Drawing them all keeps the generator where a run without them leaves it."""
+    if len(init_genomes) > len(genomes):
+        raise ValueError(f"init_genomes: {len(init_genomes)} genomes for {room}; give at most {len(genomes)}")
+    return [*init_genomes, *genomes[len(init_genomes):]]
 
 
 #: The failure kind of a training stopped early by ``--prune`` (docs/method.md, "Pruning").

@@ -23,7 +23,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from alife_nas.contract import EvalRequest, Evaluator
+from alife_nas.contract import EvalRequest, Evaluator, place_known
 from alife_nas.genome import Genome
 from alife_nas.inheritance import Inherit, crossover_maps, mutant_map, request_key, self_replication_map
 from alife_nas.lattice import Cell, Lattice
@@ -209,12 +209,18 @@ class StepRecord:
 
 
 def initialize_lattice(
-    config: EvolutionConfig, rng: np.random.Generator, evaluate: Evaluator
+    config: EvolutionConfig, rng: np.random.Generator, evaluate: Evaluator, init_genomes: Sequence[Genome] = ()
 ) -> tuple[Lattice, StepRecord]:
-    """Step 0: fill every cell with a one-layer genome (70% ``f``, 30% ``f-M``) and score all."""
+    """Step 0: fill every cell with a one-layer genome (70% ``f``, 30% ``f-M``) and score all.
+
+    Known genomes (``--init-genomes``) take the first cells, in row-major order from (0, 0); every
+    cell's random genome is still drawn (:func:`~alife_nas.contract.place_known`), and the record
+    marks the known ones ``given``. Without them this is the seed's initialisation, exactly.
+    """
     lattice = config.new_lattice()
     cells = list(lattice.cells())
     genomes = [random_initial_genome(rng, config.filters, config.conv_prob) for _ in cells]
+    genomes = place_known(genomes, init_genomes, f"a {config.lattice}×{config.lattice} lattice of {len(cells)} cells")
     requests = [
         EvalRequest(genome, index=i, operator="init", position=cell)
         for i, (cell, genome) in enumerate(zip(cells, genomes))
@@ -222,12 +228,10 @@ def initialize_lattice(
     scores = evaluate(0, requests)
     for cell, genome, fit in zip(cells, genomes, scores):
         lattice.set(cell, genome, float(fit), step=0)
-    record = StepRecord(
-        step=0,
-        outcome=Outcome.INIT.value,
-        candidates=[{"operator": "init", "genome": str(g), "fitness": float(f)} for g, f in zip(genomes, scores)],
-        max_c=float(max(scores)),
-    )
+    candidates = [{"operator": "init", "genome": str(g), "fitness": float(f)} for g, f in zip(genomes, scores)]
+    for candidate in candidates[:len(init_genomes)]:
+        candidate["given"] = True
+    record = StepRecord(step=0, outcome=Outcome.INIT.value, candidates=candidates, max_c=float(max(scores)))
     return lattice, record
 
 

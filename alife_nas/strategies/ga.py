@@ -34,7 +34,7 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from alife_nas.contract import EvalRequest, Evaluator, mean_fitness
+from alife_nas.contract import EvalRequest, Evaluator, mean_fitness, place_known
 from alife_nas.genome import (
     MAXPOOL,
     Conv,
@@ -280,11 +280,8 @@ class GeneticCNN:
         """Generation 0; known genomes (``--init-genomes``) are its first members, the rest random.
         Every member's random genome is drawn as without them."""
         opts = self.options
-        if len(init_genomes) > opts.population:
-            raise ValueError(f"init_genomes: {len(init_genomes)} genomes for a population of {opts.population}; "
-                             f"give at most {opts.population}")
         genomes = [random_genome(rng, opts.filters, opts.random_max_layers) for _ in range(opts.population)]
-        genomes[:len(init_genomes)] = init_genomes
+        genomes = place_known(genomes, init_genomes, f"a population of {opts.population}")
         candidates = self._evaluate(evaluate, 0, [(g, "init", ()) for g in genomes])
         for candidate in candidates[:len(init_genomes)]:
             candidate["given"] = True

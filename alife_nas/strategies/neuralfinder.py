@@ -8,42 +8,12 @@ import numpy as np
 from alife_nas.contract import EvalRequest, Evaluator
 from alife_nas.evolution import (
     EvolutionConfig,
-    Outcome,
-    StepRecord,
     evolve_round,
     initialize_lattice,
     is_better,
 )
 from alife_nas.genome import Genome
 from alife_nas.lattice import Lattice
-from alife_nas.operators import random_initial_genome
-
-
-def seeded_lattice(config: EvolutionConfig, rng: np.random.Generator, evaluate: Evaluator,
-                   init_genomes: Sequence[Genome]) -> tuple[Lattice, StepRecord]:
-    """Step 0 with known genomes: :func:`initialize_lattice`, except that the first cells, in
-    row-major order from (0, 0), hold ``init_genomes`` (more than L*L is a ValueError).
-
-    Every cell's random genome is still drawn, so the other cells and the generator's state after
-    step 0 are those of the run without known genomes. The record marks the given ones ``given``.
-    """
-    lattice = config.new_lattice()
-    cells = list(lattice.cells())
-    if len(init_genomes) > len(cells):
-        raise ValueError(f"init_genomes: {len(init_genomes)} genomes for a {config.lattice}×{config.lattice} lattice "
-                         f"of {len(cells)} cells; give at most {len(cells)}")
-    genomes = [random_initial_genome(rng, config.filters, config.conv_prob) for _ in cells]
-    genomes[:len(init_genomes)] = init_genomes
-    requests = [EvalRequest(genome, index=i, operator="init", position=cell)
-                for i, (cell, genome) in enumerate(zip(cells, genomes))]
-    scores = evaluate(0, requests)
-    for cell, genome, fit in zip(cells, genomes, scores):
-        lattice.set(cell, genome, float(fit), step=0)
-    candidates = [{"operator": "init", "genome": str(g), "fitness": float(f)} for g, f in zip(genomes, scores)]
-    for candidate in candidates[:len(init_genomes)]:
-        candidate["given"] = True
-    record = StepRecord(step=0, outcome=Outcome.INIT.value, candidates=candidates, max_c=float(max(scores)))
-    return lattice, record
 
 
 class NeuralFinder:
@@ -61,10 +31,7 @@ class NeuralFinder:
 
     def initialize(self, rng: np.random.Generator, evaluate: Evaluator, init_genomes: Sequence[Genome] = ()) -> dict:
         """Fill and score every cell; known genomes (``--init-genomes``) take the first cells."""
-        if init_genomes:
-            self._lattice, record = seeded_lattice(self.config, rng, evaluate, list(init_genomes))
-        else:  # the seed's initialisation, exactly
-            self._lattice, record = initialize_lattice(self.config, rng, evaluate)
+        self._lattice, record = initialize_lattice(self.config, rng, evaluate, init_genomes)
         return record.to_dict()
 
     def step(self, rng: np.random.Generator, evaluate: Evaluator, step: int) -> dict:

@@ -19,7 +19,7 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from alife_nas.contract import EvalRequest, Evaluator, mean_fitness
+from alife_nas.contract import EvalRequest, Evaluator, mean_fitness, place_known
 from alife_nas.genome import Genome, parse_genome
 from alife_nas.operators import mutate_structure, random_initial_genome
 from alife_nas.inheritance import Inherit, aligned_map, request_key
@@ -124,11 +124,8 @@ class RegularizedEvolution:
     def initialize(self, rng: np.random.Generator, evaluate: Evaluator, init_genomes: Sequence[Genome] = ()) -> dict:
         """The first population, oldest first; known genomes (``--init-genomes``) are its first (oldest)
         members, the rest random. Every member's random genome is drawn as without them."""
-        if len(init_genomes) > self.size:
-            raise ValueError(f"init_genomes: {len(init_genomes)} genomes for a population of {self.size}; "
-                             f"give at most {self.size}")
         genomes = [random_initial_genome(rng, self.filters) for _ in range(self.size)]
-        genomes[:len(init_genomes)] = init_genomes
+        genomes = place_known(genomes, init_genomes, f"a population of {self.size}")
         requests, scores = self._score(evaluate, 0, [EvalRequest(g, i, "init") for i, g in enumerate(genomes)])
         for g, f in zip(genomes, scores):
             self.population.append((str(g), f))

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from alife_nas.config import SearchConfig
+from alife_nas.search import train_images
 from alife_nas.settings import TrainSettings
 
 __all__ = [
@@ -76,10 +77,7 @@ def load_curve(store: Any, name: str) -> RunCurve:
     config = store.config
     best = store.best_evaluation()
     costs = store.training_costs()
-    try:
-        images: int | None = int(store.dataset_info["sizes"]["train"])
-    except (TypeError, KeyError, ValueError):  # a run stored before its split sizes were
-        images = None
+    images = train_images(store.dataset_info)  # None: a run stored before its split sizes were
     flops = [None if images is None or f is None else 3.0 * f * e * images for e, f in costs]
     return RunCurve(name=name, strategy=strategy_label(config), seed=config.seed,
                     best=best_mean_so_far(store.trainings_in_order()),

@@ -24,7 +24,7 @@ from alife_nas.files import TOP_K, describe_os_error, write_atomically
 from alife_nas.genome import parse_genome
 from alife_nas.options import specs
 from alife_nas.pareto import pareto_front
-from alife_nas.search import read_status
+from alife_nas.search import read_status, train_images
 from alife_nas.settings import PRESETS, TrainSettings
 from alife_nas.store import Evaluation, RunStore
 
@@ -53,8 +53,6 @@ def report_data(store: RunStore, *, name: str | None = None, since: int | None =
     status = read_status(store)
     evaluations = store.evaluations()
     config = store.config
-    info = store.dataset_info
-    train_images = _train_images(info)
     steps = [{"step": row.step, "outcome": (row.record or {}).get("outcome"), "trainings": row.trainings,
               "cache_hits": row.cache_hits, "wall_time": row.wall_time, "finished_at": row.finished_at,
               "genomes": None if not row.lattice else row.lattice.get("genomes"),
@@ -63,7 +61,8 @@ def report_data(store: RunStore, *, name: str | None = None, since: int | None =
     trainings = [{"order": ev.order, "genome": ev.genome, "fitness": ev.fitness, "failed": ev.failure is not None,
                   "step": ev.step, "params": ev.params, "flops": ev.flops, "epochs": ev.epochs,
                   "operator": ev.operator} for ev in evaluations if after is None or ev.order > after]
-    rows = top_architectures(evaluations, k=top, fitness=store.genome_fitness())
+    fitness = store.genome_fitness()
+    rows = top_architectures(evaluations, k=top, fitness=fitness)
     run_dir = str(store.run_dir)
     for row in rows:
         row["command"] = retrain_command(row["genome"], config, f"models/rank_{row['rank']}")
@@ -75,7 +74,7 @@ def report_data(store: RunStore, *, name: str | None = None, since: int | None =
         "name": name or Path(run_dir).name or run_dir,
         "run_dir": run_dir,
         "status": status,
-        "train_images": train_images,
+        "train_images": train_images(store.dataset_info),
         "train_flops_total": status["train_flops"],
         "steps": steps,
         "trainings": trainings,
@@ -83,7 +82,7 @@ def report_data(store: RunStore, *, name: str | None = None, since: int | None =
         "export_command": " ".join(shlex.quote(part) for part in
                                    ["alife-nas", "export", run_dir, "--top", str(top), "--format", "pytorch",
                                     "--retrain", "--out", "models"]),
-        "pareto": pareto_points(evaluations, store.genome_fitness()),
+        "pareto": pareto_points(evaluations, fitness),
         "curves": curves,
         "lineage": lineage(evaluations, best) if best is not None else {"nodes": [], "edges": [], "cut": False},
         "failures": {"by_kind": status["failures_by_kind"],
@@ -91,14 +90,6 @@ def report_data(store: RunStore, *, name: str | None = None, since: int | None =
                      "total": status["failures"]},
         "notice": store.notice or None,
     })
-
-
-def _train_images(info: Mapping[str, Any] | None) -> int | None:
-    """Training images of the run's split (what a training's FLOPs count), None when not stored."""
-    try:
-        return int(info["sizes"]["train"])  # type: ignore[index]
-    except (TypeError, KeyError, ValueError):
-        return None
 
 
 def pareto_points(evaluations: Sequence[Evaluation], fitness: Mapping[str, Any] | None = None) -> dict[str, Any]:

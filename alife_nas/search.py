@@ -361,14 +361,20 @@ def _kept_weights(store: RunStore) -> dict[str, int] | None:
     return {"files": files, "bytes": size}
 
 
+def train_images(dataset_info: dict | None) -> int | None:
+    """Training images of a run's split (what a training's FLOPs count); None for a run stored
+    without its split sizes."""
+    try:
+        return int(dataset_info["sizes"]["train"])  # type: ignore[index]
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
 def train_flops(flop_epochs: int, dataset_info: dict | None) -> int | None:
     """Training compute of a run: forward FLOPs x training images x 3 (forward and backward),
     summed over its trainings' epochs; None for a run stored without its split sizes."""
-    try:
-        images = int(dataset_info["sizes"]["train"])  # type: ignore[index]
-    except (TypeError, KeyError, ValueError):
-        return None
-    return 3 * int(flop_epochs) * images
+    images = train_images(dataset_info)
+    return None if images is None else 3 * int(flop_epochs) * images
 
 
 def read_status(store: RunStore) -> dict[str, Any]:

@@ -687,23 +687,23 @@ class RunStore:
         """Every training, first ones and further samples alike, as (cache key, fitness) in the
         order they were made: by step, and inside a step first trainings before further samples
         (the two tables share no finer order). What a budget of trainings counts, one by one."""
-        rows = [(step, 0, i, key, f) for i, key, f, step in
-                self._conn.execute("SELECT id, cache_key, fitness, step FROM evaluations")]
-        if self._has_samples():
-            rows += [(step, 1, i, key, f) for i, key, f, step in
-                     self._conn.execute("SELECT id, cache_key, fitness, step FROM samples")]
-        return [(key, float(f)) for *_, key, f in sorted(rows)]
+        return [(key, float(f)) for key, f in self._in_training_order(
+            "SELECT id, step, cache_key, fitness FROM evaluations", "SELECT id, step, cache_key, fitness FROM samples")]
 
     def training_costs(self) -> list[tuple[int, int | None]]:
         """(epochs, forward FLOPs per image) of every training, in :meth:`trainings_in_order`'s
         order (a further sample has its genome's FLOPs): what ``compare --cost`` adds up."""
-        rows = [(step, 0, i, e or 0, f) for i, e, f, step in
-                self._conn.execute("SELECT id, epochs, flops, step FROM evaluations")]
+        return [(int(e or 0), None if f is None else int(f)) for e, f in self._in_training_order(
+            "SELECT id, step, epochs, flops FROM evaluations",
+            "SELECT s.id, s.step, s.epochs, e.flops FROM samples s LEFT JOIN evaluations e ON e.cache_key = s.cache_key")]
+
+    def _in_training_order(self, first: str, samples: str) -> list[tuple]:
+        """The rows of two queries (``id, step, values...`` of the first trainings and of the further
+        samples) as their values, in training order: by step, first trainings before samples, by id."""
+        rows = [(step, 0, i, values) for i, step, *values in self._conn.execute(first)]
         if self._has_samples():
-            rows += [(step, 1, i, e or 0, f) for i, e, f, step in self._conn.execute(
-                "SELECT s.id, s.epochs, e.flops, s.step FROM samples s LEFT JOIN evaluations e "
-                "ON e.cache_key = s.cache_key")]
-        return [(int(e), None if f is None else int(f)) for *_, e, f in sorted(rows)]
+            rows += [(step, 1, i, values) for i, step, *values in self._conn.execute(samples)]
+        return [tuple(values) for *_, values in sorted(rows, key=lambda r: r[:3])]
 
     def genome_fitness(self) -> dict[str, FitnessStats]:
         """Every genome's fitness over all its trainings (mean, lowest, highest, how many), by compact genome.

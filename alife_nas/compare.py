@@ -24,6 +24,7 @@ __all__ = [
     "COSTS",
     "RunCurve",
     "spent",
+    "budget_text",
     "best_so_far",
     "best_mean_so_far",
     "strategy_label",
@@ -39,6 +40,8 @@ __all__ = [
 #: (forward FLOPs x training images x 3, per epoch).
 COSTS = ("trainings", "epochs", "flops")
 _COST_LABEL = {"trainings": "trainings used", "epochs": "epochs trained", "flops": "training FLOPs"}
+#: ... and what an amount of it is called ("45 epochs").
+_COST_UNIT = {"trainings": "trainings", "epochs": "epochs", "flops": "training FLOPs"}
 #: Points of the common x-grid a median is taken on when the cost is not whole trainings.
 _GRID = 200
 
@@ -175,6 +178,11 @@ def common_budget(curves: Sequence[RunCurve], budget: float | None = None, cost:
 
 def _amount(value: float, cost: str) -> str:
     return f"{value:.3g}" if cost == "flops" else f"{value:g}"
+
+
+def budget_text(value: float, cost: str) -> str:
+    """An amount spent, for a message: ``45 epochs``, ``2.1e+12 training FLOPs``."""
+    return f"{_amount(value, cost)} {_COST_UNIT[cost]}"
 
 
 def setting_differences(curves: Sequence[RunCurve]) -> list[tuple[int, list[str]]]:
@@ -334,7 +342,7 @@ def plot_comparison(curves: Sequence[RunCurve], ax: Any = None, budget: float | 
                     linewidth=0.7, alpha=0.5)
     ax.set_xlabel(_COST_LABEL[cost])
     ax.set_ylabel("best validation accuracy so far")
-    ax.set_title(f"Best fitness found against {_COST_LABEL[cost].split()[0] if cost != 'flops' else 'training FLOPs'}")
+    ax.set_title(f"Best fitness found against {_COST_UNIT[cost]}")
     if cost == "trainings":
         from matplotlib.ticker import MaxNLocator
 

@@ -5,7 +5,7 @@ import click
 
 from alife_nas.cli._common import UserError, device_option, print_progress, user_errors
 from alife_nas.cli._group import main
-from alife_nas.compare import COSTS
+from alife_nas.compare import COSTS, budget_text
 from alife_nas.workflows import compare_runs
 
 
@@ -44,7 +44,5 @@ def compare(run_dirs: tuple[str, ...], out: str, budget: float | None, cost: str
                               retrain_seeds=retrain_seeds or 1, device=device, on_progress=print_progress, cost=cost)
     text, png = report.files
     click.echo(report.table)
-    unit = {"trainings": "trainings", "epochs": "epochs", "flops": "training FLOPs"}[cost]
-    amount = f"{report.budget:.3g}" if cost == "flops" else f"{report.budget:g}"
-    click.echo(f"every run cut at {amount} {unit}{' (--budget)' if budget else ' (the smallest run)'}")
+    click.echo(f"every run cut at {budget_text(report.budget, cost)}{' (--budget)' if budget else ' (the smallest run)'}")
     click.echo(f"wrote {png} and {text}")

@@ -639,10 +639,7 @@ def _count(n: int, word: str) -> str:
 def _none_succeeded(search: Search) -> str:
     """``no training succeeded: too_large 9 (e.g. 512: network has ...)``: why, from the failures."""
     by_kind = search.store.failures_by_kind()
-    if not by_kind:
-        return "no training succeeded"
-    return "no training succeeded: " + _failures_line(sum(e["count"] for e in by_kind.values()), by_kind).partition(
-        ": ")[2]
+    return f"no training succeeded: {_failure_kinds(by_kind)}" if by_kind else "no training succeeded"
 
 
 def _done_line(search: Search, s: Summary) -> str:
@@ -680,15 +677,19 @@ def _kind(kind: str | None) -> str:
 
 
 def _failures_line(total: int, by_kind: dict) -> str:
-    """``failures 3: too_large 2 (e.g. 512: network has ...), oom 1 (e.g. 64-64: out of memory ...)``:
-    each kind with its count and its first failure's genome and reason, both shortened."""
+    """``failures 3: too_large 2 (e.g. 512: network has ...), oom 1 (e.g. 64-64: out of memory ...)``."""
+    return f"failures {total}: {_failure_kinds(by_kind)}"
+
+
+def _failure_kinds(by_kind: dict) -> str:
+    """Each kind with its count and its first failure's genome and reason, both shortened."""
     parts = []
     for kind, entry in by_kind.items():
         reason = shorten(entry.get("example") or "", _EXAMPLE_SHOWN)
         genome = shorten(entry.get("genome") or "", _GENOME_SHOWN)
         example = f"{genome}: {reason}" if reason else genome
         parts.append(f"{_kind(kind)} {entry['count']}" + (f" (e.g. {example})" if example else ""))
-    return f"failures {total}: " + ", ".join(parts)
+    return ", ".join(parts)
 
 
 def _samples(genome: dict) -> str:

@@ -13,7 +13,7 @@ import math
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 from alife_nas.config import DataConfig
 from alife_nas.contract import PRUNED, Pruned
@@ -127,19 +127,21 @@ def _pruning(on_epoch: Callable | None, stop_below: tuple[float, ...]) -> Callab
     return check
 
 
+def _parameters(function: Callable) -> Mapping[str, inspect.Parameter]:
+    """A callable's parameters by name; none for one without a signature to read."""
+    try:
+        return inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return {}
+
+
 def _is_trainer(scorer: Callable) -> bool:
     """Does this scorer take weight plans (the trainer's does; a plain score function's does not)?"""
-    try:
-        return "weights" in inspect.signature(scorer).parameters
-    except (TypeError, ValueError):
-        return False
+    return "weights" in _parameters(scorer)
 
 
 def _takes_on_epoch(score: Callable) -> bool:
-    try:
-        parameters = inspect.signature(score).parameters
-    except (TypeError, ValueError):
-        return False
+    parameters = _parameters(score)
     return "on_epoch" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 

@@ -109,3 +109,16 @@ def run_strategy(make, evaluate, seed, steps, break_at=None):
             rng.bit_generator.state = rng_state
         records.append(strategy.step(rng, evaluate, step))
     return records, strategy
+
+
+@pytest.fixture
+def fake_trainer(monkeypatch):
+    """evolve/resume through the real command line, with the cheap fitness instead of training."""
+    from alife_nas.data import load_data
+    from alife_nas.search import Search
+
+    create, open_ = Search.create.__func__, Search.open.__func__
+    monkeypatch.setattr(Search, "create", classmethod(lambda cls, run_dir, config=None, download=False, force=False: create(
+        cls, run_dir, config, score=fake_score, data=load_data(config.data), force=force)))
+    monkeypatch.setattr(Search, "open", classmethod(
+        lambda cls, run_dir, download=False, **options: open_(cls, run_dir, score=fake_score, **options)))

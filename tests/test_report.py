@@ -169,17 +169,6 @@ def test_report_of_one_run_defaults_to_its_report_folder(tmp_path):
     assert (run / REPORT_DIR / PAGE_NAME).is_file()
 
 
-@pytest.fixture
-def fake_trainer(monkeypatch):
-    """evolve/resume through the real command line, with the cheap fitness instead of training."""
-    from alife_nas.data import load_data
-
-    create, open_ = Search.create.__func__, Search.open.__func__
-    monkeypatch.setattr(Search, "create", classmethod(lambda cls, run_dir, config=None, download=False, force=False: create(
-        cls, run_dir, config, score=fake_score, data=load_data(config.data), force=force)))
-    monkeypatch.setattr(Search, "open", classmethod(
-        lambda cls, run_dir, download=False, **options: open_(cls, run_dir, score=fake_score, **options)))
-
 
 def test_report_every_rewrites_the_page_while_the_run_goes_on(tmp_path, fake_trainer, monkeypatch):
     written = []

@@ -1,7 +1,6 @@
 """Watching a run: the progress bar, the line output with heartbeats, and the watch options."""
 import sys
 
-import pytest
 from click.testing import CliRunner
 
 from alife_nas.cli import main
@@ -117,17 +116,6 @@ def test_lines_and_a_heartbeat_at_most_every_minute(capsys):
     out, err = capsys.readouterr()
     assert out == "" and err == ""  # and no bar, ever
 
-
-@pytest.fixture
-def fake_trainer(monkeypatch):
-    """evolve/resume through the real command line, with the cheap fitness instead of training."""
-    from alife_nas.data import load_data
-
-    create, open_ = Search.create.__func__, Search.open.__func__
-    monkeypatch.setattr(Search, "create", classmethod(lambda cls, run_dir, config=None, download=False, force=False: create(
-        cls, run_dir, config, score=fake_score, data=load_data(config.data), force=force)))
-    monkeypatch.setattr(Search, "open", classmethod(
-        lambda cls, run_dir, download=False, **options: open_(cls, run_dir, score=fake_score, **options)))
 
 
 def test_cli_bar_goes_to_stderr_and_lines_to_a_log(tmp_path, fake_trainer):

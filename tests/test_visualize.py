@@ -469,15 +469,7 @@ def test_genome_labels_are_the_genomes_of_the_cells(tmp_path, monkeypatch) -> No
     assert viz.cell_labels(row, "fitness")[0] == [".500", "fail", ".900"]
     with pytest.raises(ValueError, match="fitness or genome"):
         viz.cell_labels(row, "depth")
-    # render_heatmaps writes exactly these texts into the cells
-    drawn: list[list[str]] = []
-    real_render = viz._render
-
-    def capture(fig, dpi):
-        drawn.append([t.get_text() for t in fig.axes[0].texts])
-        return real_render(fig, dpi)
-
-    monkeypatch.setattr(viz, "_render", capture)
+    drawn = capture_cell_texts(monkeypatch)  # render_heatmaps writes exactly these texts into the cells
 
     class Store:
         config = SearchConfig.from_options(lattice=3, steps=0)
@@ -497,3 +489,16 @@ def test_genome_labels_are_the_genomes_of_the_cells(tmp_path, monkeypatch) -> No
     assert drawn == [[t for line in viz.cell_labels(row, "fitness") for t in line]]  # coloured by depth, fitness written
     with pytest.raises(ValueError, match="unknown labels"):
         viz.render_heatmaps(Store(), tmp_path / "x", labels="params")
+
+
+def capture_cell_texts(monkeypatch) -> list[list[str]]:
+    """The texts written into the cells of every heatmap rendered from now on, one list a picture."""
+    drawn: list[list[str]] = []
+    real_render = viz._render
+
+    def capture(fig, dpi):
+        drawn.append([t.get_text() for t in fig.axes[0].texts])
+        return real_render(fig, dpi)
+
+    monkeypatch.setattr(viz, "_render", capture)
+    return drawn

@@ -93,16 +93,9 @@ def test_heatmap_other_metrics_for_one_step(run_dir: Path, tmp_path: Path, metri
 
 @pytest.mark.parametrize("labels", ["genome", "fitness", "none"])
 def test_heatmap_labels(run_dir: Path, tmp_path: Path, monkeypatch, labels: str) -> None:
-    from alife_nas import visualize
+    from tests.test_visualize import capture_cell_texts
 
-    drawn: list[list[str]] = []
-    real_render = visualize._render
-
-    def capture(fig, dpi):
-        drawn.append([t.get_text() for t in fig.axes[0].texts])
-        return real_render(fig, dpi)
-
-    monkeypatch.setattr(visualize, "_render", capture)
+    drawn = capture_cell_texts(monkeypatch)
     result = invoke("heatmap", run_dir, "--labels", labels, "--metric", "depth", "--out", tmp_path)
     assert result.exit_code == 0, result.output
     assert (tmp_path / f"depth_step_{STEPS:04d}.png").stat().st_size > 5000

@@ -20,7 +20,7 @@ from alife_nas.export import top_architectures
 from alife_nas.genome import parse_genome
 from alife_nas.search import Search, read_status
 from alife_nas.store import Evaluation, RunStore, rank_key
-from tests.cli.test_progress import bar_frames, fake_trainer  # noqa: F401 - a fixture, used by name
+from tests.cli.test_progress import bar_frames
 from tests.conftest import fake_score, make_search, run_search
 
 

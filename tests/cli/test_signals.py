@@ -2,6 +2,7 @@
 ``evolve``/``resume`` as Ctrl-C does — one line with what is saved and the resume command, the
 workers stopped, exit code 143 — and ``resume`` then finishes the run as if nothing had happened.
 (Real-trainer runs with worker processes, for SIGINT and SIGTERM: tests/cli/test_run.py.)"""
+import pytest
 import os
 import re
 import signal
@@ -77,6 +78,7 @@ def stop_in_slow_training(tmp_path, args, slow_at, saved):
                         rf"continue with: alife-nas resume {re.escape(str(run_dir))}\n", err), err
 
 
+@pytest.mark.slow  # a real subprocess run stopped and resumed: ~4 s
 def test_sigterm_stops_a_serial_training_at_once_and_resume_equals_uninterrupted(tmp_path):
     whole = start("evolve", "--out", tmp_path / "whole", *ARGS)
     out, err = whole.communicate(timeout=120)

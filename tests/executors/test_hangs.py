@@ -277,6 +277,7 @@ def kill_the_coordinator_mid_training(tmp_path, ray=None, wait=240):
         coordinator.wait()
 
 
+@pytest.mark.slow  # worker processes and a killed coordinator: ~4 s
 @needs_proc
 def test_workers_exit_at_once_when_the_coordinator_is_killed(tmp_path):
     tree, training, took = kill_the_coordinator_mid_training(tmp_path)

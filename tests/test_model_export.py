@@ -112,8 +112,8 @@ def test_a_failed_training_keeps_no_weights(digits):
         mx.save_trained(Path("unused"), "model", result, digits, capped.settings)
 
 
-@pytest.mark.slow  # a training and a fresh interpreter: ~3.5 s
 # --- the standalone predict file ----------------------------------------------------------------
+@pytest.mark.slow  # a training and a fresh interpreter: ~3.5 s
 def test_saved_model_predicts_in_a_fresh_interpreter_without_alife_nas(tmp_path, digits, trainer, trained):
     written = mx.save_trained(tmp_path / "m", "model", trained, digits, trainer.settings,
                               metadata={"device": "cpu"})

@@ -58,8 +58,8 @@ def best_genome(run_dir: Path) -> str:
         return top_architectures(store.evaluations(), k=1)[0]["genome"]
 
 
-@pytest.mark.slow  # re-training and a fresh interpreter: ~4 s
 # --- trained models -------------------------------------------------------------------------------
+@pytest.mark.slow  # re-training and a fresh interpreter: ~4 s
 def test_retrain_pytorch_writes_trained_weights_that_predict_without_alife_nas(run_dir, tmp_path, digits):
     out = tmp_path / "nets"
     result = invoke(run_dir, "--top", "1", "--format", "pytorch", "--retrain", "--retrain-seeds", "2",
